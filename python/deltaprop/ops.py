@@ -50,8 +50,8 @@ def _array(x: Any, name: str, dtype: np.dtype, shape: tuple[int | None, ...]) ->
 def _alpha(alpha: Any) -> float:
     if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.number)):
         raise TypeError(f"alpha must be a float; got {type(alpha).__name__}")
-    if not np.isfinite(alpha):
-        raise ValueError(f"alpha must be finite; got {alpha}")
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be finite and >= 0; got {alpha}")
     return float(alpha)
 
 
