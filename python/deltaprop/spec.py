@@ -116,7 +116,8 @@ class NetSpec:
                              f"{list(HIDDEN_ACTIVATIONS)}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)):
             raise TypeError(f"alpha must be a float; got {type(alpha).__name__}")
-        if not np.isfinite(alpha):
-            raise ValueError(f"alpha must be finite; got {alpha}")
+        # g' is read from the output: [a > 0] tells the branch only if alpha·z <= 0 for z < 0.
+        if not (np.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"alpha must be finite and >= 0; got {alpha}")
         return cls(sizes_t, hidden + (output_activation,), loss, float(alpha), bool(bias),
                    check_dtype(dtype))

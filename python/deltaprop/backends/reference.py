@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import diverged
 from ..optim import Optimizer
 from ..shuffle import epoch_order
 from ..spec import NetSpec
@@ -200,6 +201,8 @@ class Network:
         """
         A, Z_L = self._forward(X)
         loss = self._loss(Z_L, T)
+        if not np.isfinite(loss):  # keep the last good weights; fit_epoch reports divergence
+            return loss
         dW, db = self._backward(A, T)
         self._prepare_state(optimizer)
         self.state["step"] += 1
@@ -241,14 +244,24 @@ class Network:
                 self.state[moment + "_biases"] = [np.zeros_like(b) for b in self.biases or []]
 
     def fit_epoch(self, X: np.ndarray, T: np.ndarray, optimizer: Optimizer, batch_size: int,
-                  shuffle: bool, seed: int, epoch: int) -> float:
-        """One pass over the rows in consecutive batches; return the mean per-sample loss."""
+                  shuffle: bool, seed: int, epoch: int,
+                  progress: Callable[[int, float], object] | None = None) -> float:
+        """One pass over the rows in consecutive batches; return the mean per-sample loss.
+
+        ``progress(samples_done, loss_sum)`` is called after every batch. A batch whose loss is
+        not finite stops the epoch with :class:`~deltaprop.errors.TrainingDiverged`.
+        """
         n = X.shape[0]
         order = epoch_order(n, seed, epoch) if shuffle else np.arange(n)
         total = 0.0
-        for start in range(0, n, batch_size):
+        for index, start in enumerate(range(0, n, batch_size)):
             rows = order[start:start + batch_size]
-            total += self.train_step(X[rows], T[rows], optimizer) * len(rows)
+            loss = self.train_step(X[rows], T[rows], optimizer)
+            if not np.isfinite(loss):
+                raise diverged(epoch, index)
+            total += loss * len(rows)
+            if progress is not None:
+                progress(start + len(rows), total)
         return total / n
 
     # -- optimizer state ---------------------------------------------------------------------

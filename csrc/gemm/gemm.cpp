@@ -1,0 +1,232 @@
+// The GEMM macro level, in the BLIS manner: loops over column blocks (nc), depth blocks (kc) and
+// row blocks (mc) around the dispatched MR×NR microkernel, with B packed into NR-wide panels and
+// A into MR-tall panels so the microkernel streams both contiguously.
+//
+// Threads split the packing loops and the grid of output tiles. Every output element is
+// produced by exactly one tile whose k-sum runs in the same order whatever the thread count, so
+// results are bitwise identical for any number of threads.
+#include <algorithm>
+#include <cstring>
+
+#include "deltaprop/buffer.hpp"
+#include "deltaprop/dispatch.hpp"
+#include "deltaprop/gemm.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace deltaprop {
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void set_max_threads(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+int threads_for(double work) {
+  // Below ~2^17 multiply-adds per thread (tens of microseconds) the fork/join and barriers of a
+  // parallel region cost more than the second core saves.
+  constexpr double min_work_per_thread = 131072.0;
+  const int available = max_threads();
+  const double useful = work / min_work_per_thread;
+  return useful >= available ? available : std::max(1, static_cast<int>(useful));
+}
+
+namespace {
+
+constexpr int max_tile = 256;  // MR·NR of the largest microkernel (6×32)
+
+// Apply the epilogue to a finished rows×cols block of products at C(i0, j0).
+template <typename T>
+void finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
+                 std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
+                 T* c, std::ptrdiff_t ldc) {
+  // C is only addressed by the kinds that write it: the optimizer may run without one.
+  auto c_row = [&](std::ptrdiff_t r) { return c + (i0 + r) * ldc + j0; };
+  for (std::ptrdiff_t r = 0; r < rows; ++r) {
+    const T* t = tile + r * ldt;
+    const std::ptrdiff_t at = (i0 + r) * n + j0;  // the same element in m×n epilogue arrays
+    switch (ep.kind) {
+      case EpilogueKind::store:
+        std::memcpy(c_row(r), t, cols * sizeof(T));
+        break;
+      case EpilogueKind::bias_activation:
+        activate_row(ep.activation, ep.alpha, t, ep.bias ? ep.bias + j0 : nullptr, c_row(r), cols);
+        break;
+      case EpilogueKind::derivative:
+        multiply_derivative_row(ep.activation, ep.alpha, t, ep.out + at, c_row(r), cols);
+        break;
+      case EpilogueKind::optimizer:
+        if (ep.keep_gradient) std::memcpy(c_row(r), t, cols * sizeof(T));
+        apply_update(ep.step, ep.param + at, t, ep.m ? ep.m + at : nullptr,
+                     ep.v ? ep.v + at : nullptr, cols, true);
+        break;
+    }
+  }
+}
+
+// Direct loops for products too small or thin to repay packing (batch 1, one output unit):
+// one output row at a time, as axpys over rows of B or as dot products over its columns.
+template <typename T>
+void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+                   MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+  const int threads = threads_for(double(m) * n * k);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    thread_local Buffer<T> row_buffer;
+    T* row = reserve(row_buffer, static_cast<std::size_t>(n));
+#pragma omp for schedule(static)
+    for (std::ptrdiff_t i = 0; i < m; ++i) {
+      if (b.cs == 1) {
+        std::fill(row, row + n, T(0));
+        for (std::ptrdiff_t p = 0; p < k; ++p) {
+          const T aip = a(i, p);
+          const T* b_row = b.data + p * b.rs;
+          for (std::ptrdiff_t j = 0; j < n; ++j) row[j] += aip * b_row[j];
+        }
+      } else {
+        // Eight partial sums in a fixed pattern: vectorisable, and the same order every run.
+        for (std::ptrdiff_t j = 0; j < n; ++j) {
+          T partial[8] = {};
+          std::ptrdiff_t p = 0;
+          for (; p + 8 <= k; p += 8)
+            for (int u = 0; u < 8; ++u) partial[u] += a(i, p + u) * b(p + u, j);
+          T sum = 0;
+          for (; p < k; ++p) sum += a(i, p) * b(p, j);
+          for (int u = 0; u < 8; ++u) sum += partial[u];
+          row[j] = sum;
+        }
+      }
+      finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
+    }
+  }
+}
+
+// Copy the rows×kc block A(i0.., p0..) into an MR-major panel, zero-padding rows up to MR.
+template <typename T>
+void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
+            std::ptrdiff_t kc, int mr, T* dst) {
+  if (rows < mr) std::fill(dst, dst + kc * mr, T(0));
+  if (a.rs == 1) {  // Aᵀ of a row-major array: each column of the panel is contiguous
+    for (std::ptrdiff_t p = 0; p < kc; ++p)
+      for (std::ptrdiff_t i = 0; i < rows; ++i) dst[p * mr + i] = a(i0 + i, p0 + p);
+  } else {
+    for (std::ptrdiff_t i = 0; i < rows; ++i)
+      for (std::ptrdiff_t p = 0; p < kc; ++p) dst[p * mr + i] = a(i0 + i, p0 + p);
+  }
+}
+
+// Copy the kc×cols block B(p0.., j0..) into an NR-major panel, zero-padding columns up to NR.
+template <typename T>
+void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_t kc,
+            std::ptrdiff_t cols, int nr, T* dst) {
+  if (cols < nr) std::fill(dst, dst + kc * nr, T(0));
+  if (b.cs == 1) {
+    for (std::ptrdiff_t p = 0; p < kc; ++p)
+      std::memcpy(dst + p * nr, &b(p0 + p, j0), cols * sizeof(T));
+  } else {  // Wᵀ: each column of B is a contiguous row of W
+    for (std::ptrdiff_t j = 0; j < cols; ++j)
+      for (std::ptrdiff_t p = 0; p < kc; ++p) dst[p * nr + j] = b(p0 + p, j0 + j);
+  }
+}
+
+template <typename T>
+void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+                 MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+  const KernelTable<T>& kt = gemm_kernel<T>();
+  const int mr = kt.mr, nr = kt.nr;
+  const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
+  const std::ptrdiff_t nc_cap = (std::min(n, nc_max) + nr - 1) / nr * nr;
+  const std::ptrdiff_t mc_cap = (std::min(m, mc_max) + mr - 1) / mr * mr;
+  const std::ptrdiff_t kc_cap = std::min(k, kc_max);
+
+  // Packed panels are shared by the team and owned by the calling thread: allocated on its first
+  // GEMM of this size, reused by every later one.
+  thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
+  T* packed_a = reserve(packed_a_buffer, static_cast<std::size_t>(mc_cap * kc_cap));
+  T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(nc_cap * kc_cap));
+
+  const int threads = threads_for(double(m) * n * k);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    alignas(64) T tile[max_tile];
+    for (std::ptrdiff_t jc = 0; jc < n; jc += nc_max) {
+      const std::ptrdiff_t nc = std::min(nc_max, n - jc);
+      const std::ptrdiff_t n_panels = (nc + nr - 1) / nr;
+      for (std::ptrdiff_t pc = 0; pc < k; pc += kc_max) {
+        const std::ptrdiff_t kc = std::min(kc_max, k - pc);
+        const bool first = pc == 0, last = pc + kc == k;
+#pragma omp for schedule(static)
+        for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr)
+          pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
+                 packed_b + jr * nr * kc);
+        for (std::ptrdiff_t ic = 0; ic < m; ic += mc_max) {
+          const std::ptrdiff_t mc = std::min(mc_max, m - ic);
+          const std::ptrdiff_t m_panels = (mc + mr - 1) / mr;
+#pragma omp for schedule(static)
+          for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
+            pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
+                   packed_a + ir * mr * kc);
+          // jr outer, ir inner: a thread's consecutive tiles reuse one B panel from L1.
+#pragma omp for collapse(2) schedule(static)
+          for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
+            for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
+              kt.gemm(static_cast<int>(kc), packed_a + ir * mr * kc, packed_b + jr * nr * kc, tile);
+              const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
+              const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, m - i0);
+              const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, n - j0);
+              for (std::ptrdiff_t r = 0; r < rows && !(first && last); ++r) {
+                T* c_row = c + (i0 + r) * ldc + j0;
+                T* t_row = tile + r * nr;
+                if (last) {
+                  if (!first)
+                    for (std::ptrdiff_t j = 0; j < cols; ++j) t_row[j] += c_row[j];
+                } else if (first) {
+                  std::memcpy(c_row, t_row, cols * sizeof(T));
+                } else {
+                  for (std::ptrdiff_t j = 0; j < cols; ++j) c_row[j] += t_row[j];
+                }
+              }
+              if (last) finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+          MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {  // an empty sum: the epilogue still runs on zeros
+    Buffer<T> zeros(static_cast<std::size_t>(n), T(0));
+    for (std::ptrdiff_t i = 0; i < m; ++i) finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc);
+    return;
+  }
+  if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 32768.0)
+    gemm_unpacked(m, n, k, a, b, c, ldc, ep);
+  else
+    gemm_packed(m, n, k, a, b, c, ldc, ep);
+}
+
+template void gemm<float>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<float>,
+                          MatrixView<float>, float*, std::ptrdiff_t, const Epilogue<float>&);
+template void gemm<double>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<double>,
+                           MatrixView<double>, double*, std::ptrdiff_t, const Epilogue<double>&);
+
+}  // namespace deltaprop

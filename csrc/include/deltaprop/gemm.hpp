@@ -1,0 +1,65 @@
+// The one GEMM entry point: C = op(A)·op(B), then an epilogue applied to each finished output
+// tile while it is still in L1. Training needs three products — A·W (forward), D·Wᵀ (delta)
+// and Aᵀ·D (weight gradient) — which are all this call with different strides, so no transpose
+// is ever materialised.
+#pragma once
+
+#include <cstddef>
+
+#include "deltaprop/activation.hpp"
+#include "deltaprop/optimizer.hpp"
+
+namespace deltaprop {
+
+// A strided matrix: element (i, j) is data[i * rs + j * cs].
+template <typename T>
+struct MatrixView {
+  const T* data;
+  std::ptrdiff_t rs, cs;
+  const T& operator()(std::ptrdiff_t i, std::ptrdiff_t j) const { return data[i * rs + j * cs]; }
+};
+
+// Row-major view of an m×n array and of its transpose.
+template <typename T>
+MatrixView<T> row_major(const T* data, std::ptrdiff_t cols) { return {data, cols, 1}; }
+template <typename T>
+MatrixView<T> transposed(const T* data, std::ptrdiff_t cols) { return {data, 1, cols}; }
+
+enum class EpilogueKind : int {
+  store,            // C = AB
+  bias_activation,  // C = g(AB + bias)            forward
+  derivative,       // C = AB ⊙ g'(out)            delta, g' from the layer output `out`
+  optimizer,        // param -= update(AB)         weight gradient fused with the optimizer
+};
+
+template <typename T>
+struct Epilogue {
+  EpilogueKind kind = EpilogueKind::store;
+  Activation activation = Activation::identity;
+  T alpha = T(0.01);
+  const T* bias = nullptr;  // bias_activation: length n, may be null
+  const T* out = nullptr;   // derivative: row-major m×n layer output
+  // optimizer: row-major m×n parameters and moments; also stores AB into C if keep_gradient.
+  T* param = nullptr;
+  T* m = nullptr;
+  T* v = nullptr;
+  OptimizerStep<T> step{};
+  bool keep_gradient = false;
+};
+
+// C (row-major, leading dimension ldc) receives the product. With the optimizer epilogue and
+// keep_gradient false, C is scratch for partial sums, needed only when k exceeds the kernel's
+// kc (gemm_kernel<T>().kc); it may be null otherwise.
+template <typename T>
+void gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+          MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue);
+
+// Threads the kernels use (OpenMP's max threads, or 1 without OpenMP).
+int max_threads();
+void set_max_threads(int n);
+
+// How many threads a loop of `work` multiply-adds should use: small problems stay on one
+// thread rather than pay for a parallel region they cannot use.
+int threads_for(double work);
+
+}  // namespace deltaprop

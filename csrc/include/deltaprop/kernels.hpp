@@ -1,0 +1,33 @@
+// The microkernel slot: an MR×NR register tile over packed panels, with the cache-blocking sizes
+// that suit it. One table per (type, ISA); dispatch.cpp picks one at import.
+//
+// Contract of `gemm`: tile[i*NR + j] = Σ_{p<kc} a[p*MR + i] · b[p*NR + j]
+//   ASSUMPTION: a is an MR-major packed panel, b an NR-major packed panel, both 64-byte
+//   aligned and zero-padded to full MR / NR; tile is 64-byte aligned with MR*NR elements.
+// Kernels allocate nothing, start no threads and touch nothing but these three pointers.
+#pragma once
+
+// Kernel files include this header and nothing from the standard library (see
+// csrc/kernels/gemm_microkernel.hpp for why).
+
+namespace deltaprop {
+
+template <typename T>
+struct KernelTable {
+  void (*gemm)(int kc, const T* a, const T* b, T* tile);
+  int mr, nr;      // register tile
+  int kc, mc, nc;  // blocking: a kc×nr panel of B in L1, mc×kc of A in L2, kc×nc of B in L3
+  const char* isa;
+};
+
+// Defined in csrc/kernels/, one per file.
+extern const KernelTable<float> f32_gemm_4x8_generic;
+extern const KernelTable<double> f64_gemm_4x4_generic;
+#if DELTAPROP_X86
+extern const KernelTable<float> f32_gemm_6x16_avx2;
+extern const KernelTable<double> f64_gemm_6x8_avx2;
+extern const KernelTable<float> f32_gemm_6x32_avx512;
+extern const KernelTable<double> f64_gemm_6x16_avx512;
+#endif
+
+}  // namespace deltaprop

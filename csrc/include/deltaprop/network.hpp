@@ -1,0 +1,97 @@
+// A multilayer perceptron that owns its parameters, optimizer state and workspace, and runs
+// whole training steps and epochs without returning to Python (DESIGN §2).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include "deltaprop/activation.hpp"
+#include "deltaprop/buffer.hpp"
+#include "deltaprop/loss.hpp"
+#include "deltaprop/optimizer.hpp"
+
+namespace deltaprop {
+
+// The order in which epoch `epoch` visits n samples; identical to deltaprop.shuffle.epoch_order.
+std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed, std::uint64_t epoch);
+
+template <typename T>
+class Network {
+ public:
+  // sizes[0] inputs, sizes[l] units of layer l; activations[l-1] is layer l's activation.
+  Network(std::vector<std::size_t> sizes, std::vector<Activation> activations, Loss loss,
+          T alpha, bool bias);
+
+  std::size_t n_layers() const { return sizes_.size() - 1; }
+  const std::vector<std::size_t>& sizes() const { return sizes_; }
+  bool has_bias() const { return bias_; }
+
+  // Row-major parameters: weights[l] is sizes[l]×sizes[l+1], biases[l] has sizes[l+1].
+  std::vector<Buffer<T>> weights, biases;
+
+  // Optimizer state: first moments (SGD velocity, Adam m), second moments (Adam v), step count.
+  std::vector<Buffer<T>> m_weights, m_biases, v_weights, v_biases;
+  std::int64_t step = 0;
+  void reset_optimizer();
+  // The kind the state belongs to (-1: none yet); a step of another kind starts afresh.
+  int state_kind = -1;
+
+  // Output activations of `rows` samples (row-major, sizes[0] features each) into out.
+  void forward(const T* x, std::size_t rows, T* out);
+  // Mean loss of the batch against dense targets t (rows × sizes.back()).
+  double loss(const T* x, const T* t, std::size_t rows);
+  // Gradients of the mean loss into dw[l] and db[l] (db ignored without biases); returns the loss.
+  double gradients(const T* x, const T* t, std::size_t rows, const std::vector<T*>& dw,
+                   const std::vector<T*>& db);
+  // One optimizer step on one batch; returns the batch's loss before the update. A non-finite
+  // loss is returned without updating anything, so the network keeps its last good weights.
+  double train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt);
+
+  // Called between steps of an epoch with the number of samples done; returning false stops
+  // the epoch after the last completed step.
+  using Progress = std::function<bool(std::size_t samples_done, double loss_sum)>;
+  struct EpochResult {
+    double loss_sum = 0;       // Σ batch loss · batch rows over the completed steps
+    std::size_t samples = 0;   // rows in the completed steps
+    bool stopped = false;      // progress returned false
+    bool diverged = false;     // a batch's loss was not finite; its update was not applied
+    std::size_t batch = 0;     // index of the diverged batch
+  };
+  EpochResult fit_epoch(const T* x, const T* t, std::size_t n, std::size_t batch_size,
+                        bool shuffle, std::uint64_t seed, std::uint64_t epoch,
+                        const OptimizerStep<T>& opt, const Progress& progress);
+
+  // One user at a time: the bindings hold this while a call runs without the GIL.
+  std::mutex mutex;
+
+ private:
+  std::vector<std::size_t> sizes_;
+  std::vector<Activation> activations_;
+  Loss loss_;
+  T alpha_;
+  bool bias_;
+
+  // Per-layer buffers sized for `capacity_` rows: a_[l] = A_l for l >= 1 (a_[L] holds Z_L,
+  // then A_L), d_[l] = D_l, grad_[l] = split-k scratch for the fused gradient GEMM.
+  std::size_t capacity_ = 0;
+  std::vector<Buffer<T>> a_, d_, grad_;
+  void reserve_rows(std::size_t rows);
+
+  // Forward through every layer from x (rows of sizes[0]); leaves Z_L in a_[L].
+  void forward_pass(const T* x, std::size_t rows);
+  // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
+  double output_pass(const T* t, std::size_t rows, bool with_delta);
+  // Backward from D_L: deltas with the old weights, then each layer's gradient GEMM, whose
+  // epilogue either stores the gradient (dw/db non-empty) or applies `opt` in place.
+  void backward_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
+                     const std::vector<T*>& db, const OptimizerStep<T>* opt);
+  void prepare_optimizer(const OptimizerStep<T>& opt);
+};
+
+extern template class Network<float>;
+extern template class Network<double>;
+
+}  // namespace deltaprop

@@ -1,0 +1,54 @@
+// Optimizer updates applied to a run of parameters, given their gradient. Called from the
+// gradient GEMM's epilogue on each output tile (so the gradient is consumed from L1, never
+// written to memory and read back) and from the bias update.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+namespace deltaprop {
+
+enum class OptimizerKind : int { sgd, adam };
+
+// One step's hyper-parameters. Adam's bias corrections 1-β^t are computed once per step.
+template <typename T>
+struct OptimizerStep {
+  OptimizerKind kind = OptimizerKind::sgd;
+  T lr = T(0.01);
+  T momentum = 0;
+  bool nesterov = false;
+  T weight_decay = 0;
+  T beta1 = T(0.9), beta2 = T(0.999), eps = T(1e-8);
+  T correction1 = 1, correction2 = 1;  // 1 - beta1^t, 1 - beta2^t
+
+  bool uses_first_moment() const { return kind == OptimizerKind::adam || momentum != T(0); }
+  bool uses_second_moment() const { return kind == OptimizerKind::adam; }
+};
+
+// p -= update(g) for n parameters; m and v are the optimizer's moments for these parameters
+// (null when unused). `decay` is false for biases: weight decay applies to weights only.
+template <typename T>
+inline void apply_update(const OptimizerStep<T>& s, T* p, const T* grad, T* m, T* v,
+                         std::size_t n, bool decay) {
+  const T wd = decay ? s.weight_decay : T(0);
+  if (s.kind == OptimizerKind::adam) {
+    const T b1 = s.beta1, b2 = s.beta2, c1 = s.correction1, c2 = s.correction2;
+    for (std::size_t j = 0; j < n; ++j) {
+      const T g = grad[j] + wd * p[j];
+      m[j] = b1 * m[j] + (T(1) - b1) * g;
+      v[j] = b2 * v[j] + (T(1) - b2) * g * g;
+      p[j] -= s.lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + s.eps);
+    }
+  } else if (s.momentum != T(0)) {
+    const T mu = s.momentum;
+    for (std::size_t j = 0; j < n; ++j) {
+      const T g = grad[j] + wd * p[j];
+      m[j] = mu * m[j] + g;
+      p[j] -= s.lr * (s.nesterov ? g + mu * m[j] : m[j]);
+    }
+  } else {
+    for (std::size_t j = 0; j < n; ++j) p[j] -= s.lr * (grad[j] + wd * p[j]);
+  }
+}
+
+}  // namespace deltaprop

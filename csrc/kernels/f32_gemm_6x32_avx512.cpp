@@ -1,0 +1,16 @@
+// ISA: AVX-512F (-mavx512f). Tile: 6×32 float (64-byte vectors).
+// Packing: a is 6-major (a[p*6 + i]), b is 32-major (b[p*32 + j]), both 64-byte aligned.
+// Blocking: kc=128 keeps a kc×32 panel of B in L1; mc=240 keeps mc×kc of A in L2 (1 MiB on the
+// Zen 4 development machine); nc=3072 keeps kc×nc of B in L3.
+#include "deltaprop/kernels.hpp"
+#include "gemm_microkernel.hpp"
+
+namespace deltaprop {
+
+static void f32_gemm_6x32_avx512_kernel(int kc, const float* a, const float* b, float* tile) {
+  gemm_microkernel<float, 6, 32, 64>(kc, a, b, tile);
+}
+
+extern const KernelTable<float> f32_gemm_6x32_avx512 = {f32_gemm_6x32_avx512_kernel, 6, 32, 128, 240, 3072, "avx512"};
+
+}  // namespace deltaprop

@@ -1,0 +1,16 @@
+// ISA: AVX-512F (-mavx512f). Tile: 6×16 double (64-byte vectors).
+// Packing: a is 6-major (a[p*6 + i]), b is 16-major (b[p*16 + j]), both 64-byte aligned.
+// Blocking: kc=128 keeps a kc×16 panel of B in L1; mc=240 keeps mc×kc of A in L2 (1 MiB on the
+// Zen 4 development machine); nc=1536 keeps kc×nc of B in L3.
+#include "deltaprop/kernels.hpp"
+#include "gemm_microkernel.hpp"
+
+namespace deltaprop {
+
+static void f64_gemm_6x16_avx512_kernel(int kc, const double* a, const double* b, double* tile) {
+  gemm_microkernel<double, 6, 16, 64>(kc, a, b, tile);
+}
+
+extern const KernelTable<double> f64_gemm_6x16_avx512 = {f64_gemm_6x16_avx512_kernel, 6, 16, 128, 240, 1536, "avx512"};
+
+}  // namespace deltaprop

@@ -1,0 +1,53 @@
+// The register-tile microkernel, written once with GCC vector extensions and instantiated by
+// each kernel file under that file's ISA flags (-mavx2 -mfma, -mavx512f, or the baseline), so the
+// compiler emits broadcast + FMA sequences of the right width for each.
+//
+// Each iteration of p loads one NR-wide row of the packed B panel into NV vectors, broadcasts
+// MR elements of the packed A column, and does MR·NV fused multiply-adds into accumulators that
+// stay in registers for the whole kc loop. MR·NV + NV + 1 must fit the register file
+// (6·2 + 2 + 1 = 15 of 16 ymm for 6×16 f32 AVX2).
+//
+// This header is included only by kernel files and uses no standard-library code, so no inline
+// function compiled with wide-ISA flags can be merged into the baseline parts of the module.
+#pragma once
+
+namespace deltaprop {
+namespace {
+
+template <typename T, int MR, int NR, int VBYTES>
+inline void gemm_microkernel(int kc, const T* __restrict a, const T* __restrict b,
+                             T* __restrict tile) {
+  typedef T V __attribute__((vector_size(VBYTES), aligned(VBYTES)));
+  constexpr int W = VBYTES / int(sizeof(T));
+  constexpr int NV = NR / W;
+  static_assert(NR % W == 0, "NR must be a whole number of vectors");
+
+  a = static_cast<const T*>(__builtin_assume_aligned(a, 64));
+  b = static_cast<const T*>(__builtin_assume_aligned(b, 64));
+
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{} ;
+
+  for (int p = 0; p < kc; ++p) {
+    V bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const V*>(b + p * NR + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V ai = V{} + a[p * MR + i];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
+    }
+  }
+
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) *reinterpret_cast<V*>(tile + i * NR + v * W) = acc[i][v];
+}
+
+}  // namespace
+}  // namespace deltaprop

@@ -1,0 +1,284 @@
+// The layer loops, the training step and the epoch loop of the native backend.
+//
+// One step: forward (one GEMM per layer, bias + activation in its epilogue) -> output pass
+// (activation, loss and D_L fused) -> for l = L..1: the delta GEMM D_{l-1} = (D_l W_lᵀ) ⊙ g'
+// with the old W_l, then the gradient GEMM A_{l-1}ᵀ D_l whose epilogue updates W_l in place.
+#include "deltaprop/network.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <stdexcept>
+
+#include "deltaprop/dispatch.hpp"
+#include "deltaprop/gemm.hpp"
+
+namespace deltaprop {
+
+namespace {
+
+constexpr std::uint64_t golden = 0x9E3779B97F4A7C15ull;
+
+std::uint64_t splitmix64(std::uint64_t z) {
+  z += golden;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Inference and loss evaluation run in chunks of this many rows, bounding the workspace.
+constexpr std::size_t forward_chunk = 1024;
+
+}  // namespace
+
+std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed, std::uint64_t epoch) {
+  const std::uint64_t stream = splitmix64(splitmix64(seed) ^ epoch);
+  std::vector<std::uint64_t> keys(n);
+  for (std::size_t i = 0; i < n; ++i) keys[i] = splitmix64(stream + i * golden);
+  std::vector<std::int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::int64_t a, std::int64_t b) { return keys[a] < keys[b]; });
+  return order;
+}
+
+template <typename T>
+Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> activations,
+                    Loss loss, T alpha, bool bias)
+    : sizes_(std::move(sizes)), activations_(std::move(activations)), loss_(loss),
+      alpha_(alpha), bias_(bias) {
+  if (sizes_.size() < 2 || activations_.size() != sizes_.size() - 1)
+    throw std::invalid_argument("a network needs at least two sizes and one activation per layer");
+  for (std::size_t l = 0; l < n_layers(); ++l) {
+    weights.emplace_back(sizes_[l] * sizes_[l + 1], T(0));
+    if (bias_) biases.emplace_back(sizes_[l + 1], T(0));
+  }
+  a_.resize(n_layers() + 1);
+  d_.resize(n_layers() + 1);
+  grad_.resize(n_layers() + 1);
+}
+
+template <typename T>
+void Network<T>::reset_optimizer() {
+  m_weights.clear();
+  m_biases.clear();
+  v_weights.clear();
+  v_biases.clear();
+  step = 0;
+  state_kind = -1;
+}
+
+template <typename T>
+void Network<T>::prepare_optimizer(const OptimizerStep<T>& opt) {
+  if (state_kind != -1 && state_kind != static_cast<int>(opt.kind)) reset_optimizer();
+  state_kind = static_cast<int>(opt.kind);
+  auto zeros_like = [](const std::vector<Buffer<T>>& params, std::vector<Buffer<T>>& moments) {
+    if (moments.size() == params.size()) return;
+    moments.clear();
+    for (const auto& p : params) moments.emplace_back(p.size(), T(0));
+  };
+  if (opt.uses_first_moment()) {
+    zeros_like(weights, m_weights);
+    zeros_like(biases, m_biases);
+  }
+  if (opt.uses_second_moment()) {
+    zeros_like(weights, v_weights);
+    zeros_like(biases, v_biases);
+  }
+}
+
+template <typename T>
+void Network<T>::reserve_rows(std::size_t rows) {
+  if (rows <= capacity_) return;
+  for (std::size_t l = 0; l <= n_layers(); ++l) {
+    reserve(a_[l], rows * sizes_[l]);
+    if (l > 0) reserve(d_[l], rows * sizes_[l]);
+  }
+  capacity_ = rows;
+}
+
+template <typename T>
+void Network<T>::forward_pass(const T* x, std::size_t rows) {
+  const T* in = x;
+  for (std::size_t l = 1; l <= n_layers(); ++l) {
+    Epilogue<T> ep;
+    ep.kind = EpilogueKind::bias_activation;
+    // The output layer stops at Z_L: output_pass applies its activation together with the loss.
+    ep.activation = l < n_layers() ? activations_[l - 1] : Activation::identity;
+    ep.alpha = alpha_;
+    ep.bias = bias_ ? biases[l - 1].data() : nullptr;
+    const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
+    const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
+    gemm<T>(rows, n_out, n_in, row_major(in, n_in), row_major(weights[l - 1].data(), n_out),
+            a_[l].data(), n_out, ep);
+    in = a_[l].data();
+  }
+}
+
+template <typename T>
+double Network<T>::output_pass(const T* t, std::size_t rows, bool with_delta) {
+  const std::size_t n = sizes_.back();
+  T* z = a_[n_layers()].data();
+  T* d = with_delta ? d_[n_layers()].data() : nullptr;
+  const T scale = T(1) / static_cast<T>(rows);
+  double sum = 0.0;
+  for (std::size_t r = 0; r < rows; ++r)
+    sum += output_row(loss_, activations_.back(), alpha_, z + r * n, t ? t + r * n : nullptr,
+                      d ? d + r * n : nullptr, n, scale);
+  return sum;
+}
+
+template <typename T>
+void Network<T>::backward_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
+                               const std::vector<T*>& db, const OptimizerStep<T>* opt) {
+  const bool split_k = rows > static_cast<std::size_t>(gemm_kernel<T>().kc);
+  Buffer<T> bias_gradient_buffer;
+  for (std::size_t l = n_layers(); l >= 1; --l) {
+    const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
+    const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
+    const T* a_prev = l == 1 ? x : a_[l - 1].data();
+    const T* d = d_[l].data();
+    const auto batch = static_cast<std::ptrdiff_t>(rows);
+
+    if (l > 1) {  // D_{l-1} = (D_l W_lᵀ) ⊙ g'(A_{l-1}), before W_l changes
+      Epilogue<T> ep;
+      ep.kind = EpilogueKind::derivative;
+      ep.activation = activations_[l - 2];
+      ep.alpha = alpha_;
+      ep.out = a_[l - 1].data();
+      gemm<T>(batch, n_in, n_out, row_major(d, n_out), transposed(weights[l - 1].data(), n_out),
+              d_[l - 1].data(), n_in, ep);
+    }
+
+    // ∂E/∂W_l = A_{l-1}ᵀ D_l, stored or consumed by the optimizer in the epilogue.
+    Epilogue<T> ep;
+    T* c = nullptr;
+    if (opt) {
+      ep.kind = EpilogueKind::optimizer;
+      ep.param = weights[l - 1].data();
+      ep.m = m_weights.empty() ? nullptr : m_weights[l - 1].data();
+      ep.v = v_weights.empty() ? nullptr : v_weights[l - 1].data();
+      ep.step = *opt;
+      if (split_k) c = reserve(grad_[l], sizes_[l - 1] * sizes_[l]);
+    } else {
+      c = dw[l - 1];
+    }
+    gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
+
+    if (bias_) {  // ∂E/∂b_l = Σ_rows D_l, summed in row order
+      T* g = opt ? reserve(bias_gradient_buffer, sizes_[l]) : db[l - 1];
+      std::fill(g, g + n_out, T(0));
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::ptrdiff_t j = 0; j < n_out; ++j) g[j] += d[r * n_out + j];
+      if (opt)
+        apply_update(*opt, biases[l - 1].data(), g,
+                     m_biases.empty() ? nullptr : m_biases[l - 1].data(),
+                     v_biases.empty() ? nullptr : v_biases[l - 1].data(), sizes_[l], false);
+    }
+  }
+}
+
+template <typename T>
+void Network<T>::forward(const T* x, std::size_t rows, T* out) {
+  const std::size_t n_out = sizes_.back();
+  for (std::size_t start = 0; start < rows; start += forward_chunk) {
+    const std::size_t chunk = std::min(forward_chunk, rows - start);
+    reserve_rows(chunk);
+    forward_pass(x + start * sizes_[0], chunk);
+    output_pass(nullptr, chunk, false);
+    std::memcpy(out + start * n_out, a_[n_layers()].data(), chunk * n_out * sizeof(T));
+  }
+}
+
+template <typename T>
+double Network<T>::loss(const T* x, const T* t, std::size_t rows) {
+  double sum = 0.0;
+  for (std::size_t start = 0; start < rows; start += forward_chunk) {
+    const std::size_t chunk = std::min(forward_chunk, rows - start);
+    reserve_rows(chunk);
+    forward_pass(x + start * sizes_[0], chunk);
+    sum += output_pass(t + start * sizes_.back(), chunk, false);
+  }
+  return sum / static_cast<double>(rows);
+}
+
+template <typename T>
+double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std::vector<T*>& dw,
+                             const std::vector<T*>& db) {
+  reserve_rows(rows);
+  forward_pass(x, rows);
+  const double sum = output_pass(t, rows, true);
+  backward_pass(x, rows, dw, db, nullptr);
+  return sum / static_cast<double>(rows);
+}
+
+template <typename T>
+double Network<T>::train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt) {
+  reserve_rows(rows);
+  forward_pass(x, rows);
+  const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
+  if (!std::isfinite(loss)) return loss;
+  prepare_optimizer(opt);
+  ++step;
+  opt.correction1 = static_cast<T>(1.0 - std::pow(double(opt.beta1), double(step)));
+  opt.correction2 = static_cast<T>(1.0 - std::pow(double(opt.beta2), double(step)));
+  backward_pass(x, rows, {}, {}, &opt);
+  return loss;
+}
+
+template <typename T>
+typename Network<T>::EpochResult Network<T>::fit_epoch(
+    const T* x, const T* t, std::size_t n, std::size_t batch_size, bool shuffle,
+    std::uint64_t seed, std::uint64_t epoch, const OptimizerStep<T>& opt,
+    const Progress& progress) {
+  const std::size_t n_in = sizes_[0], n_out = sizes_.back();
+  std::vector<std::int64_t> order;
+  if (shuffle) order = epoch_order(n, seed, epoch);
+  // A shuffled batch is gathered into contiguous rows (A_0 of the step); an unshuffled one is
+  // used where it lies.
+  Buffer<T> batch_x, batch_t;
+  if (shuffle) {
+    reserve(batch_x, std::min(batch_size, n) * n_in);
+    reserve(batch_t, std::min(batch_size, n) * n_out);
+  }
+  using clock = std::chrono::steady_clock;
+  auto last_report = clock::now();
+  EpochResult result;
+  for (std::size_t start = 0, index = 0; start < n; start += batch_size, ++index) {
+    const std::size_t rows = std::min(batch_size, n - start);
+    const T* bx = x + start * n_in;
+    const T* bt = t + start * n_out;
+    if (shuffle) {
+      for (std::size_t r = 0; r < rows; ++r) {
+        const auto src = static_cast<std::size_t>(order[start + r]);
+        std::memcpy(batch_x.data() + r * n_in, x + src * n_in, n_in * sizeof(T));
+        std::memcpy(batch_t.data() + r * n_out, t + src * n_out, n_out * sizeof(T));
+      }
+      bx = batch_x.data();
+      bt = batch_t.data();
+    }
+    const double loss = train_step(bx, bt, rows, opt);
+    if (!std::isfinite(loss)) {
+      result.diverged = true;
+      result.batch = index;
+      break;
+    }
+    result.loss_sum += loss * static_cast<double>(rows);
+    result.samples += rows;
+    if (progress && clock::now() - last_report >= std::chrono::milliseconds(100)) {
+      last_report = clock::now();
+      if (!progress(result.samples, result.loss_sum)) {
+        result.stopped = true;
+        break;
+      }
+    }
+  }
+  return result;
+}
+
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace deltaprop
