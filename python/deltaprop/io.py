@@ -122,16 +122,16 @@ def load(path: PathLike, backend: str | None = None) -> MLP:
     path = os.fspath(path)
     if backend is not None:
         get_backend(backend)  # an unknown name is the caller's error, not the file's
-    try:
-        files = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except _READ_ERRORS as exc:
-        raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
-    if not isinstance(files, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds a single .npy array, not a deltaprop model (.npz)")
-    with files:
-        return _build(files, path, backend)
+    # Our own handle, closed on every path: np.load leaks the one it opens when it fails.
+    with open(path, "rb") as handle:
+        try:
+            files = np.load(handle, allow_pickle=False)
+        except _READ_ERRORS as exc:
+            raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
+        if not isinstance(files, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path} holds a single .npy array, not a deltaprop model (.npz)")
+        with files:
+            return _build(files, path, backend)
 
 
 def _build(files: Any, path: str, backend: str | None) -> MLP:
