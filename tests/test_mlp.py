@@ -271,8 +271,9 @@ def test_progress_bar_only_when_asked(backend: str, capsys: pytest.CaptureFixtur
     net.fit(X, y, epochs=2)
     assert capsys.readouterr() == ("", "")
     pytest.importorskip("tqdm")
-    net.fit(X, y, epochs=2, progress=True)
-    assert "2/2" in capsys.readouterr().err
+    net.fit(X, y, epochs=2, progress=True, validation_data=(X, y))
+    err = capsys.readouterr().err
+    assert "100%" in err and "epoch=2" in err and "val_score=" in err
 
 
 def test_progress_without_tqdm_is_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,3 +344,18 @@ def test_the_backend_sees_the_callers_array(backend: str) -> None:
     net._net.forward = lambda A: seen.append(A) or original(A)
     net.forward(X)
     assert np.shares_memory(seen[0], X)
+
+
+# NumPy may warn about the overflow on its way to the non-finite loss; the error is the point.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_divergence_stops_fit_with_the_history_so_far(backend: str) -> None:
+    from deltaprop.errors import TrainingDiverged
+
+    X, _ = blobs(40)
+    y = X @ np.arange(1.0, 6.0)
+    net = dp.MLP([5, 16, 1], loss="mse", backend=backend, dtype="float64")
+    with pytest.raises(TrainingDiverged) as exc:
+        net.fit(X, y, epochs=50, batch_size=8, optimizer=dp.SGD(lr=10.0))
+    assert exc.value.history.epochs == exc.value.epoch < 50
+    assert all(np.isfinite(p).all() for p in params(net))

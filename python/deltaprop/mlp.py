@@ -14,9 +14,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .backends import get_backend
+from .errors import TrainingDiverged
 from .history import History
 from .metrics import score_outputs
 from .optim import SGD, Adam, Optimizer
+from .progress import ProgressBar
 from .spec import NetSpec
 from .validation import as_features, as_parameters, as_targets, check_positive_int
 
@@ -245,6 +247,12 @@ class MLP:
         Returns
         -------
         History
+
+        Raises
+        ------
+        deltaprop.errors.TrainingDiverged
+            When a batch's loss is not finite. That batch's update is not applied; the
+            exception's ``history`` holds the epochs that finished.
         """
         # Everything is checked before the first step, so a bad argument changes nothing.
         Xc, T = self._data(X, y)
@@ -260,27 +268,31 @@ class MLP:
             val = self._data(*validation_data, prefix="validation_data ")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable; got {type(callback).__name__}")
-        bar = _progress_bar(epochs) if progress else None
+        bar = ProgressBar(epochs, Xc.shape[0]) if progress else None
 
         self._use(optimizer)
         history = History()
         try:
             for epoch in range(epochs):
+                extra = {} if bar is None else {"progress": bar.batch_done}
                 start = time.perf_counter()
-                loss = self._net.fit_epoch(Xc, T, optimizer, batch_size, bool(shuffle),
-                                           self._seed, self._epochs_seen)
+                try:
+                    loss = self._net.fit_epoch(Xc, T, optimizer, batch_size, bool(shuffle),
+                                               self._seed, self._epochs_seen, **extra)
+                except TrainingDiverged as exc:
+                    exc.history = history  # the epochs that did finish
+                    raise
+                finally:
+                    # Batches before a divergence were applied: the epoch is spent either way.
+                    self._epochs_seen += 1
                 seconds = time.perf_counter() - start
-                self._epochs_seen += 1
                 val_loss = val_score = None
                 if val is not None:
                     val_loss = self._net.loss(*val)
                     val_score = score_outputs(self._spec, self._net.forward(val[0]), val[1])
                 history.record(loss, seconds, Xc.shape[0], val_loss, val_score)
                 if bar is not None:
-                    shown = {"loss": loss} if val_loss is None else \
-                        {"loss": loss, "val_loss": val_loss, "val_score": val_score}
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
-                    bar.update(1)
+                    bar.epoch_done(history)
                 if callback is not None and callback(epoch, history):
                     break
         finally:
@@ -300,12 +312,3 @@ class MLP:
         other._optimizer = self._optimizer
         other._epochs_seen = self._epochs_seen
         return other
-
-
-def _progress_bar(total: int) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        raise ImportError("progress=True needs tqdm: pip install tqdm "
-                          "(or pip install 'deltaprop[progress]')") from None
-    return tqdm(total=total, unit="epoch", desc="fit")
