@@ -316,6 +316,22 @@ def test_native_and_reference_train_to_the_same_weights() -> None:
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_native_training_is_bitwise_identical_for_1_and_2_threads(dtype: str) -> None:
+    X, y = blobs(200, n_features=37)
+    results = []
+    default = dp.get_num_threads()
+    try:
+        for threads in (1, 2):
+            dp.set_num_threads(threads)
+            net = dp.MLP([37, 70, 33, 3], backend="native", dtype=dtype, seed=9)
+            net.fit(X, y, epochs=2, batch_size=50, optimizer=dp.Adam(lr=0.01))
+            results.append(params(net))
+    finally:
+        dp.set_num_threads(default)
+    assert_same_params(*results)
+
+
 # -- to() -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("target", ["native", "reference"])
@@ -350,12 +366,10 @@ def test_the_backend_sees_the_callers_array(backend: str) -> None:
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_divergence_stops_fit_with_the_history_so_far(backend: str) -> None:
-    from deltaprop.errors import TrainingDiverged
-
     X, _ = blobs(40)
     y = X @ np.arange(1.0, 6.0)
     net = dp.MLP([5, 16, 1], loss="mse", backend=backend, dtype="float64")
-    with pytest.raises(TrainingDiverged) as exc:
+    with pytest.raises(dp.TrainingDiverged) as exc:
         net.fit(X, y, epochs=50, batch_size=8, optimizer=dp.SGD(lr=10.0))
     assert exc.value.history.epochs == exc.value.epoch < 50
     assert all(np.isfinite(p).all() for p in params(net))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import ops
+from .errors import TrainingDiverged
 from .gradcheck import check_gradients
 from .history import History
 from .io import load, save
@@ -26,6 +27,7 @@ __all__ = [
     "SGD",
     "Adam",
     "History",
+    "TrainingDiverged",
     "ops",
     "check_gradients",
     "save",
