@@ -77,9 +77,9 @@ def demo(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     """Print the version and what the native runtime uses."""
     print(f"deltaprop {__version__}")
-    for key, value in cpu_info().items():
+    details = {**cpu_info(), "threads": get_num_threads()}
+    for key, value in details.items():
         print(f"{key}: {value}")
-    print(f"threads: {get_num_threads()}")
     return 0
 
 
