@@ -71,7 +71,7 @@ void Network<T>::reset_optimizer() {
 }
 
 template <typename T>
-void Network<T>::prepare_optimizer(const OptimizerStep<T>& opt) {
+void Network<T>::begin_step(OptimizerStep<T>& opt) {
   if (state_kind != -1 && state_kind != static_cast<int>(opt.kind)) reset_optimizer();
   state_kind = static_cast<int>(opt.kind);
   auto zeros_like = [](const std::vector<Buffer<T>>& params, std::vector<Buffer<T>>& moments) {
@@ -86,6 +86,11 @@ void Network<T>::prepare_optimizer(const OptimizerStep<T>& opt) {
   if (opt.uses_second_moment()) {
     zeros_like(weights, v_weights);
     zeros_like(biases, v_biases);
+  }
+  ++step;
+  if (opt.kind == OptimizerKind::adam) {
+    opt.correction1 = static_cast<T>(1.0 - std::pow(double(opt.beta1), double(step)));
+    opt.correction2 = static_cast<T>(1.0 - std::pow(double(opt.beta2), double(step)));
   }
 }
 
@@ -217,13 +222,11 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
 template <typename T>
 double Network<T>::train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt) {
   reserve_rows(rows);
+  if (rows == 1) return online_step(x, t, opt);
   forward_pass(x, rows);
   const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
   if (!std::isfinite(loss)) return loss;
-  prepare_optimizer(opt);
-  ++step;
-  opt.correction1 = static_cast<T>(1.0 - std::pow(double(opt.beta1), double(step)));
-  opt.correction2 = static_cast<T>(1.0 - std::pow(double(opt.beta2), double(step)));
+  begin_step(opt);
   backward_pass(x, rows, {}, {}, &opt);
   return loss;
 }
@@ -243,6 +246,12 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     reserve(batch_x, std::min(batch_size, n) * n_in);
     reserve(batch_t, std::min(batch_size, n) * n_out);
   }
+  // Read the clock about every 2^20 multiply-adds (tens of microseconds), not every step: an
+  // online step of a tiny network is shorter than the clock read itself.
+  std::size_t macs_per_sample = 0;
+  for (std::size_t l = 0; l < n_layers(); ++l) macs_per_sample += sizes_[l] * sizes_[l + 1];
+  const std::size_t clock_stride =
+      std::max<std::size_t>(1, (std::size_t(1) << 20) / std::max<std::size_t>(1, macs_per_sample * batch_size));
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
   EpochResult result;
@@ -250,7 +259,10 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     const std::size_t rows = std::min(batch_size, n - start);
     const T* bx = x + start * n_in;
     const T* bt = t + start * n_out;
-    if (shuffle) {
+    if (shuffle && rows == 1) {  // one row is contiguous where it lies
+      bx = x + order[start] * n_in;
+      bt = t + order[start] * n_out;
+    } else if (shuffle) {
       for (std::size_t r = 0; r < rows; ++r) {
         const auto src = static_cast<std::size_t>(order[start + r]);
         std::memcpy(batch_x.data() + r * n_in, x + src * n_in, n_in * sizeof(T));
@@ -267,7 +279,8 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     }
     result.loss_sum += loss * static_cast<double>(rows);
     result.samples += rows;
-    if (progress && clock::now() - last_report >= std::chrono::milliseconds(100)) {
+    if (progress && index % clock_stride == 0 &&
+        clock::now() - last_report >= std::chrono::milliseconds(100)) {
       last_report = clock::now();
       if (!progress(result.samples, result.loss_sum)) {
         result.stopped = true;

@@ -35,9 +35,10 @@ void set_max_threads(int n) {
 }
 
 int threads_for(double work) {
-  // Below ~2^17 multiply-adds per thread (tens of microseconds) the fork/join and barriers of a
-  // parallel region cost more than the second core saves.
-  constexpr double min_work_per_thread = 131072.0;
+  // Below ~2^20 multiply-adds per thread (~10 µs) the fork/join and barriers of a parallel
+  // region cost more than another core saves, and on a loaded machine each barrier can wait a
+  // whole scheduler slice for a descheduled thread.
+  constexpr double min_work_per_thread = 1048576.0;
   const int available = max_threads();
   const double useful = work / min_work_per_thread;
   return useful >= available ? available : std::max(1, static_cast<int>(useful));

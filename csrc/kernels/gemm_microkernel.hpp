@@ -37,7 +37,8 @@ inline void gemm_microkernel(int kc, const T* __restrict a, const T* __restrict 
     for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const V*>(b + p * NR + v * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V ai = V{} + a[p * MR + i];
+      // x - 0 is x for every x (x + 0 is not, for x = -0), so this folds to one broadcast.
+      const V ai = a[p * MR + i] - V{};
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
     }

@@ -88,7 +88,17 @@ class Network {
   // epilogue either stores the gradient (dw/db non-empty) or applies `opt` in place.
   void backward_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt);
-  void prepare_optimizer(const OptimizerStep<T>& opt);
+  // Allocate the moments `opt` needs, count the step and fill in Adam's bias corrections.
+  void begin_step(OptimizerStep<T>& opt);
+  // train_step for one sample: matrix-vector loops, no GEMM, one copy per ISA (online.cpp).
+  double online_step(const T* x, const T* t, const OptimizerStep<T>& opt);
+
+ public:
+  // The body the per-ISA copies of online_step inline; not for other callers.
+  double online_step_body(const T* x, const T* t, OptimizerStep<T> opt);
+
+ private:
+  Buffer<T> row_gradient_;
 };
 
 extern template class Network<float>;
