@@ -104,6 +104,18 @@ void copy_in(std::vector<Buffer<T>>& buffers, const py::list& arrays,
     std::memcpy(buffers[l].data(), checked[l].data(), buffers[l].size() * sizeof(T));
 }
 
+// Pointers to each layer's W and b gradients inside one flat buffer: W_1, b_1, W_2, b_2, ...
+template <typename T>
+void flat_layout(const Network<T>& net, T* flat, std::vector<T*>& dw, std::vector<T*>& db) {
+  const auto& sizes = net.sizes();
+  for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
+    dw.push_back(flat);
+    flat += sizes[l] * sizes[l + 1];
+    db.push_back(flat);
+    if (net.has_bias()) flat += sizes[l + 1];
+  }
+}
+
 template <typename T>
 void bind_network(py::module_& m, const char* name) {
   using Net = Network<T>;
@@ -179,6 +191,38 @@ void bind_network(py::module_& m, const char* name) {
              }
              return py::make_tuple(dw, net.has_bias() ? py::object(db) : py::object(py::none()));
            })
+      // Flat gradients, layer by layer (W_1, b_1, W_2, b_2, ...): one contiguous buffer that a
+      // single MPI Allreduce can sum.
+      .def_property_readonly("n_parameters", &Net::n_parameters)
+      .def(
+          "gradients_into",
+          [](Net& net, Input<T> x, Input<T> t, InPlace<T> out) {
+            check_shape(x, "X", -1, net.sizes().front());
+            check_shape(t, "T", x.shape(0), net.sizes().back());
+            check_shape(out, "out", static_cast<py::ssize_t>(net.n_parameters()), -1);
+            if (!out.writeable()) throw std::invalid_argument("out must be writeable");
+            std::vector<T*> dw, db;
+            flat_layout(net, out.mutable_data(), dw, db);
+            py::gil_scoped_release release;
+            std::lock_guard<std::mutex> lock(net.mutex);
+            return net.gradients(x.data(), t.data(), x.shape(0), dw, db);
+          },
+          py::arg("X"), py::arg("T"), py::arg("out").noconvert(),
+          "Write the mean-loss gradients into the flat buffer `out`; return the loss.")
+      .def(
+          "apply_gradients",
+          [](Net& net, InPlace<T> flat, const py::object& opt) {
+            check_shape(flat, "gradients", static_cast<py::ssize_t>(net.n_parameters()), -1);
+            const OptimizerStep<T> step = optimizer_step<T>(opt);
+            std::vector<T*> dw, db;
+            flat_layout(net, const_cast<T*>(flat.data()), dw, db);
+            const std::vector<const T*> cdw(dw.begin(), dw.end()), cdb(db.begin(), db.end());
+            py::gil_scoped_release release;
+            std::lock_guard<std::mutex> lock(net.mutex);
+            net.apply_gradients(cdw, cdb, step);
+          },
+          py::arg("gradients").noconvert(), py::arg("optimizer"),
+          "One optimizer step from a flat gradient buffer (as gradients_into writes it).")
       .def("train_step",
            [](Net& net, Input<T> x, Input<T> t, const py::object& opt) {
              check_shape(x, "X", -1, net.sizes().front());

@@ -220,6 +220,26 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
 }
 
 template <typename T>
+void Network<T>::apply_gradients(const std::vector<const T*>& dw, const std::vector<const T*>& db,
+                                 OptimizerStep<T> opt) {
+  begin_step(opt);
+  for (std::size_t l = 0; l < n_layers(); ++l) {
+    apply_update(opt, weights[l].data(), dw[l], m_weights.empty() ? nullptr : m_weights[l].data(),
+                 v_weights.empty() ? nullptr : v_weights[l].data(), weights[l].size(), true);
+    if (bias_)
+      apply_update(opt, biases[l].data(), db[l], m_biases.empty() ? nullptr : m_biases[l].data(),
+                   v_biases.empty() ? nullptr : v_biases[l].data(), biases[l].size(), false);
+  }
+}
+
+template <typename T>
+std::size_t Network<T>::n_parameters() const {
+  std::size_t n = 0;
+  for (std::size_t l = 0; l < n_layers(); ++l) n += weights[l].size() + (bias_ ? biases[l].size() : 0);
+  return n;
+}
+
+template <typename T>
 double Network<T>::train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt) {
   reserve_rows(rows);
   if (rows == 1) return online_step(x, t, opt);

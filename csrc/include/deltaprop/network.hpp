@@ -46,6 +46,12 @@ class Network {
   // Gradients of the mean loss into dw[l] and db[l] (db ignored without biases); returns the loss.
   double gradients(const T* x, const T* t, std::size_t rows, const std::vector<T*>& dw,
                    const std::vector<T*>& db);
+  // One optimizer step from given gradients (laid out like weights/biases), e.g. gradients
+  // summed over MPI ranks.
+  void apply_gradients(const std::vector<const T*>& dw, const std::vector<const T*>& db,
+                       OptimizerStep<T> opt);
+  // Number of parameters: Σ weights + biases, the length of a flat gradient buffer.
+  std::size_t n_parameters() const;
   // One optimizer step on one batch; returns the batch's loss before the update. A non-finite
   // loss is returned without updating anything, so the network keeps its last good weights.
   double train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt);
