@@ -339,6 +339,21 @@ void bind_ops(py::module_& m) {
       py::arg("A_prev").noconvert(), py::arg("W").noconvert(), py::arg("b").noconvert(),
       py::arg("activation"), py::arg("alpha"));
   m.def(
+      "apply_activation",
+      [](InPlace<T> z, const std::string& act, double alpha) {
+        if (z.ndim() != 2) throw std::invalid_argument("z must be 2-D; got " + shape_of(z));
+        const Activation g = activation_from_name(act);
+        if (g == Activation::softmax)
+          throw std::invalid_argument("apply_activation is elementwise; softmax is not");
+        py::array_t<T> out({z.shape(0), z.shape(1)});
+        T* o = out.mutable_data();
+        py::gil_scoped_release release;
+        apply_activation<T>(z.data(), o, z.shape(0), z.shape(1), g, static_cast<T>(alpha));
+        return out;
+      },
+      py::arg("z").noconvert(), py::arg("activation"), py::arg("alpha") = 0.01,
+      "g(z) elementwise through the vectorised kernels of the ISA in use.");
+  m.def(
       "output_delta",
       [](InPlace<T> a, InPlace<T> t, const std::string& loss, const std::string& act,
          double alpha) {

@@ -80,8 +80,76 @@ void finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std
 // Direct loops for products too small or thin to repay packing (batch 1, one output unit):
 // one output row at a time, as axpys over rows of B or as dot products over its columns.
 template <typename T>
+void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+                  MatrixView<T> b, T* row) {
+  if (b.cs == 1) {
+    std::fill(row, row + n, T(0));
+    for (std::ptrdiff_t p = 0; p < k; ++p) {
+      const T aip = a(i, p);
+      const T* b_row = b.data + p * b.rs;
+      for (std::ptrdiff_t j = 0; j < n; ++j) row[j] += aip * b_row[j];
+    }
+  } else {
+    // Eight partial sums in a fixed pattern: vectorisable, and the same order every run.
+    for (std::ptrdiff_t j = 0; j < n; ++j) {
+      T partial[8] = {};
+      std::ptrdiff_t p = 0;
+      for (; p + 8 <= k; p += 8)
+        for (int u = 0; u < 8; ++u) partial[u] += a(i, p + u) * b(p + u, j);
+      T sum = 0;
+      for (; p < k; ++p) sum += a(i, p) * b(p, j);
+      for (int u = 0; u < 8; ++u) sum += partial[u];
+      row[j] = sum;
+    }
+  }
+}
+
+// The loops around the microkernel that touch every element — the epilogue and the unpacked
+// path — are compiled once per ISA: `flatten` inlines them (activations, exp, optimizer) into a
+// function built for that target, and the dispatcher picks the copy that matches the kernel.
+template <typename T>
+struct ElementLoops {
+  void (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                      std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t, T*, std::ptrdiff_t);
+  void (*unpacked_row)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<T>,
+                       MatrixView<T>, T*);
+};
+
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes)                                              \
+  template <typename T>                                                                          \
+  attributes void finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, \
+                                       std::ptrdiff_t j0, std::ptrdiff_t rows,                   \
+                                       std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,   \
+                                       T* c, std::ptrdiff_t ldc) {                               \
+    finish_tile(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);                                   \
+  }                                                                                              \
+  template <typename T>                                                                          \
+  attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
+                                        MatrixView<T> a, MatrixView<T> b, T* row) {              \
+    unpacked_row(i, n, k, a, b, row);                                                            \
+  }
+
+DELTAPROP_ELEMENT_LOOPS(generic, )
+#if DELTAPROP_X86
+DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)))
+DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)))
+#endif
+#undef DELTAPROP_ELEMENT_LOOPS
+
+template <typename T>
+ElementLoops<T> element_loops() {
+#if DELTAPROP_X86
+  const char* isa = gemm_kernel<T>().isa;
+  if (std::strcmp(isa, "avx512") == 0) return {finish_tile_avx512<T>, unpacked_row_avx512<T>};
+  if (std::strcmp(isa, "avx2") == 0) return {finish_tile_avx2<T>, unpacked_row_avx2<T>};
+#endif
+  return {finish_tile_generic<T>, unpacked_row_generic<T>};
+}
+
+template <typename T>
 void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                    MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+  const ElementLoops<T> loops = element_loops<T>();
   const int threads = threads_for(double(m) * n * k);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -89,27 +157,8 @@ void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
     T* row = reserve(row_buffer, static_cast<std::size_t>(n));
 #pragma omp for schedule(static)
     for (std::ptrdiff_t i = 0; i < m; ++i) {
-      if (b.cs == 1) {
-        std::fill(row, row + n, T(0));
-        for (std::ptrdiff_t p = 0; p < k; ++p) {
-          const T aip = a(i, p);
-          const T* b_row = b.data + p * b.rs;
-          for (std::ptrdiff_t j = 0; j < n; ++j) row[j] += aip * b_row[j];
-        }
-      } else {
-        // Eight partial sums in a fixed pattern: vectorisable, and the same order every run.
-        for (std::ptrdiff_t j = 0; j < n; ++j) {
-          T partial[8] = {};
-          std::ptrdiff_t p = 0;
-          for (; p + 8 <= k; p += 8)
-            for (int u = 0; u < 8; ++u) partial[u] += a(i, p + u) * b(p + u, j);
-          T sum = 0;
-          for (; p < k; ++p) sum += a(i, p) * b(p, j);
-          for (int u = 0; u < 8; ++u) sum += partial[u];
-          row[j] = sum;
-        }
-      }
-      finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
+      loops.unpacked_row(i, n, k, a, b, row);
+      loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
     }
   }
 }
@@ -158,6 +207,7 @@ void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVie
   T* packed_a = reserve(packed_a_buffer, static_cast<std::size_t>(mc_cap * kc_cap));
   T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(nc_cap * kc_cap));
 
+  const ElementLoops<T> loops = element_loops<T>();
   const int threads = threads_for(double(m) * n * k);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -199,7 +249,7 @@ void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVie
                   for (std::ptrdiff_t j = 0; j < cols; ++j) c_row[j] += t_row[j];
                 }
               }
-              if (last) finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
+              if (last) loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
             }
           }
         }
@@ -225,6 +275,20 @@ void gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
     gemm_packed(m, n, k, a, b, c, ldc, ep);
 }
 
+template <typename T>
+void apply_activation(const T* z, T* out, std::ptrdiff_t rows, std::ptrdiff_t cols,
+                      Activation activation, T alpha) {
+  Epilogue<T> ep;
+  ep.kind = EpilogueKind::bias_activation;
+  ep.activation = activation;
+  ep.alpha = alpha;
+  element_loops<T>().finish_tile(ep, cols, 0, 0, rows, cols, z, cols, out, cols);
+}
+
+template void apply_activation<float>(const float*, float*, std::ptrdiff_t, std::ptrdiff_t,
+                                      Activation, float);
+template void apply_activation<double>(const double*, double*, std::ptrdiff_t, std::ptrdiff_t,
+                                       Activation, double);
 template void gemm<float>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<float>,
                           MatrixView<float>, float*, std::ptrdiff_t, const Epilogue<float>&);
 template void gemm<double>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<double>,

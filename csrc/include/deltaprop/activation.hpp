@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "deltaprop/exp.hpp"
+
 namespace deltaprop {
 
 enum class Activation : int { identity, sigmoid, tanh, relu, leaky_relu, softmax };
@@ -23,14 +25,6 @@ inline Activation activation_from_name(const std::string& name) {
                               "'; expected one of identity, sigmoid, tanh, relu, leaky_relu, softmax");
 }
 
-// σ(z) without overflow: exp is only ever taken of a non-positive number.
-template <typename T>
-inline T sigmoid(T z) {
-  if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
-  const T e = std::exp(z);
-  return e / (T(1) + e);
-}
-
 // y[j] = g(x[j] + bias[j]) for an elementwise g (bias may be null). Softmax is row-wise and
 // handled by softmax_row.
 template <typename T>
@@ -42,10 +36,10 @@ inline void activate_row(Activation act, T alpha, const T* x, const T* bias, T* 
       for (std::size_t j = 0; j < n; ++j) y[j] = biased(j);
       return;
     case Activation::sigmoid:
-      for (std::size_t j = 0; j < n; ++j) y[j] = sigmoid(biased(j));
+      for (std::size_t j = 0; j < n; ++j) y[j] = fast_sigmoid(biased(j));
       return;
     case Activation::tanh:
-      for (std::size_t j = 0; j < n; ++j) y[j] = std::tanh(biased(j));
+      for (std::size_t j = 0; j < n; ++j) y[j] = fast_tanh(biased(j));
       return;
     case Activation::relu:
       for (std::size_t j = 0; j < n; ++j) {
@@ -94,7 +88,7 @@ inline void softmax_row(T* z, std::size_t n) {
   T m = z[0];
   for (std::size_t j = 1; j < n; ++j) m = z[j] > m ? z[j] : m;
   T s = 0;
-  for (std::size_t j = 0; j < n; ++j) s += (z[j] = std::exp(z[j] - m));
+  for (std::size_t j = 0; j < n; ++j) s += (z[j] = fast_exp(z[j] - m));
   const T inv = T(1) / s;
   for (std::size_t j = 0; j < n; ++j) z[j] *= inv;
 }

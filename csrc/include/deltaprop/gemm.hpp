@@ -54,6 +54,12 @@ template <typename T>
 void gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
           MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue);
 
+// out = g(z) elementwise (softmax: only the pre-activation), through the same per-ISA loops as
+// the forward epilogue; for testing the vectorised exp, sigmoid and tanh.
+template <typename T>
+void apply_activation(const T* z, T* out, std::ptrdiff_t rows, std::ptrdiff_t cols,
+                      Activation activation, T alpha);
+
 // Threads the kernels use (OpenMP's max threads, or 1 without OpenMP).
 int max_threads();
 void set_max_threads(int n);

@@ -59,7 +59,7 @@ inline double output_row(Loss loss, Activation act, T alpha, T* z, const T* t, T
       for (std::size_t j = 0; j < n; ++j) {
         const double zj = z[j];
         if (t) e += std::max(zj, 0.0) - double(t[j]) * zj + std::log1p(std::exp(-std::fabs(zj)));
-        z[j] = sigmoid(z[j]);
+        z[j] = fast_sigmoid(z[j]);
       }
       break;
   }

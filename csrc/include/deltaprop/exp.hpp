@@ -1,0 +1,122 @@
+// exp and expm1 written to vectorise, and the sigmoid and tanh built on them.
+//
+// Every function is branch-free straight-line arithmetic (selects, not branches; no libm call),
+// so a loop over them compiles to SIMD at whatever width the surrounding code is built for.
+//
+// Method: x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two parts so r is exact), expm1(r) by a
+// polynomial, then exp(x) = 2^n (1 + expm1(r)) and expm1(x) = 2^n expm1(r) + (2^n - 1), which
+// loses no accuracy to cancellation near 0. Measured maximum error against NumPy over the whole
+// range (tests/test_exp.py), against the exact value in long double: sigmoid and tanh within
+// 2.5 ulp for float32 and float64 (float64: ~5e-16 relative), on every ISA.
+// Results below the smallest normal number are flushed to zero; above the largest, exp is +inf.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+namespace deltaprop {
+
+template <typename T>
+struct ExpConstants;
+
+template <>
+struct ExpConstants<float> {
+  using Bits = std::int32_t;
+  static constexpr int mantissa_bits = 23, exponent_bias = 127;
+  static constexpr float max_arg = 88.72283905206835f;    // log(FLT_MAX)
+  static constexpr float min_arg = -87.33654475055310f;   // log(FLT_MIN)
+  static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;  // Cephes split
+  static constexpr float shifter = 12582912.0f;           // 1.5·2^23: adding it rounds to int
+  // expm1(r) = r + r²·P(r), Cephes expf's minimax P on |r| <= ln2/2
+  static constexpr int degree = 6;
+  static constexpr float coefficients[degree] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                                 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+};
+
+template <>
+struct ExpConstants<double> {
+  using Bits = std::int64_t;
+  static constexpr int mantissa_bits = 52, exponent_bias = 1023;
+  static constexpr double max_arg = 709.782712893384;     // log(DBL_MAX)
+  static constexpr double min_arg = -708.3964185322641;   // log(DBL_MIN)
+  static constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  static constexpr double shifter = 6755399441055744.0;   // 1.5·2^52
+  // expm1(r) = r + r²·P(r), P the Taylor series 1/2! + r/3! + ... + r^11/13! (remainder < 1e-17)
+  static constexpr int degree = 12;
+  static constexpr double coefficients[degree] = {
+      1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+      1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,      1.0 / 720.0,
+      1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,         1.0 / 2.0};
+};
+
+namespace detail {
+
+template <typename T>
+struct Reduced {
+  T r;      // x - n·ln2, |r| <= ln2/2
+  T scale;  // 2^n
+};
+
+template <typename T>
+inline Reduced<T> reduce(T x) {
+  using C = ExpConstants<T>;
+  using Bits = typename C::Bits;
+  x = x < C::min_arg ? C::min_arg : x;
+  x = x > C::max_arg ? C::max_arg : x;
+  const T shifted = x * T(1.4426950408889634) + C::shifter;  // n + shifter, rounded to nearest
+  const T n = shifted - C::shifter;
+  Bits shifted_bits, n_bits;
+  __builtin_memcpy(&shifted_bits, &shifted, sizeof(T));
+  const T shifter = C::shifter;
+  __builtin_memcpy(&n_bits, &shifter, sizeof(T));
+  const Bits exponent = (shifted_bits - n_bits + C::exponent_bias) << C::mantissa_bits;
+  Reduced<T> out;
+  out.r = (x - n * C::ln2_hi) - n * C::ln2_lo;
+  __builtin_memcpy(&out.scale, &exponent, sizeof(T));
+  return out;
+}
+
+template <typename T>
+inline T expm1_reduced(T r) {
+  using C = ExpConstants<T>;
+  T p = C::coefficients[0];
+  for (int i = 1; i < C::degree; ++i) p = p * r + C::coefficients[i];
+  return r + r * r * p;
+}
+
+}  // namespace detail
+
+template <typename T>
+inline T fast_exp(T x) {
+  using C = ExpConstants<T>;
+  const auto red = detail::reduce(x);
+  const T y = red.scale + red.scale * detail::expm1_reduced(red.r);
+  const T flushed = x < C::min_arg ? T(0) : y;
+  return x > C::max_arg ? std::numeric_limits<T>::infinity() : flushed;
+}
+
+template <typename T>
+inline T fast_expm1(T x) {
+  const auto red = detail::reduce(x);
+  return red.scale * detail::expm1_reduced(red.r) + (red.scale - T(1));
+}
+
+// σ(z) = 1/(1+e) or e/(1+e) with e = exp(-|z|) <= 1: no overflow, full relative accuracy.
+template <typename T>
+inline T fast_sigmoid(T z) {
+  const T e = fast_exp(z < T(0) ? z : -z);
+  return (z >= T(0) ? T(1) : e) / (T(1) + e);
+}
+
+// tanh|z| = -t/(2+t) with t = expm1(-2|z|): accurate near 0 (no 1 - e cancellation), exactly
+// ±1 for large |z|.
+template <typename T>
+inline T fast_tanh(T z) {
+  const T a = z < T(0) ? -z : z;
+  const T t = fast_expm1(T(-2) * a);
+  const T y = -t / (T(2) + t);
+  const T signed_y = z < T(0) ? -y : y;
+  return a == T(0) ? z : signed_y;  // tanh(±0) = ±0
+}
+
+}  // namespace deltaprop
