@@ -225,7 +225,8 @@ class MLP:
     def fit(self, X: Any, y: Any, epochs: int = 10, batch_size: int = 128,
             optimizer: Optimizer | None = None, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, progress: bool = False,
-            callback: Callable[[int, History], bool | None] | None = None) -> History:
+            callback: Callable[[int, History], bool | None] | None = None,
+            comm: Any = None) -> History:
         """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
 
         Parameters
@@ -243,6 +244,9 @@ class MLP:
             Show a tqdm progress bar (``pip install tqdm``).
         callback : callable, optional
             ``callback(epoch, history)`` after every epoch; returning True stops training.
+        comm : mpi4py communicator, optional
+            Train data-parallel over its ranks (every rank calls ``fit`` with the same data;
+            ``batch_size`` is the global batch): see :mod:`deltaprop.distributed`.
 
         Returns
         -------
@@ -254,6 +258,11 @@ class MLP:
             When a batch's loss is not finite. That batch's update is not applied; the
             exception's ``history`` holds the epochs that finished.
         """
+        if comm is not None:
+            from .distributed import fit_distributed
+
+            return fit_distributed(self, X, y, comm, epochs, batch_size, optimizer, shuffle,
+                                   validation_data, progress, callback)
         # Everything is checked before the first step, so a bad argument changes nothing.
         Xc, T = self._data(X, y)
         epochs = check_positive_int(epochs, "epochs")

@@ -27,6 +27,14 @@ Network interface (both backends)::
         # when shuffle is False), in consecutive batches of batch_size rows (the last one may
         # be smaller), one train_step each; returns the mean per-sample loss, each batch's loss
         # measured before its update
+    net.n_parameters -> int                   # weights and biases: a flat gradient's length
+    net.gradients_into(X, T, out) -> float    # mean loss over the rows; writes the gradients
+        # of that mean loss into the flat 1-D buffer out (n_parameters elements, spec.dtype),
+        # laid out W_1, b_1, W_2, b_2, ... (W_l row-major; no b_l without biases)
+    net.apply_gradients(flat, optimizer) -> None
+        # one optimizer step (state, momentum, Adam moments, weight decay on weights only) from
+        # a flat gradient in that layout: train_step == gradients_into + apply_gradients, up to
+        # rounding. Data-parallel training (deltaprop.distributed) sums the flat buffers.
     net.optimizer_state() -> dict                             # copies, see below
     net.set_optimizer_state(state) -> None
     net.reset_optimizer() -> None                             # zero moments, step 0

@@ -47,6 +47,16 @@ class Network:
     def train_step(self, X: np.ndarray, T: np.ndarray, optimizer: Optimizer) -> float:
         return float(self._net.train_step(X, T, optimizer))
 
+    def gradients_into(self, X: np.ndarray, T: np.ndarray, out: np.ndarray) -> float:
+        return float(self._net.gradients_into(X, T, out))
+
+    def apply_gradients(self, flat: np.ndarray, optimizer: Optimizer) -> None:
+        self._net.apply_gradients(flat, optimizer)
+
+    @property
+    def n_parameters(self) -> int:
+        return int(self._net.n_parameters)
+
     def fit_epoch(
         self,
         X: np.ndarray,

@@ -203,7 +203,46 @@ class Network:
         loss = self._loss(Z_L, T)
         if not np.isfinite(loss):  # keep the last good weights; fit_epoch reports divergence
             return loss
+        self._apply(*self._backward(A, T), optimizer)
+        return loss
+
+    def gradients_into(self, X: np.ndarray, T: np.ndarray, out: np.ndarray) -> float:
+        """Write the mean-loss gradients into the flat ``out``; return the mean loss.
+
+        ``out`` has :attr:`n_parameters` elements laid out ``W_1, b_1, W_2, b_2, ...`` (each
+        ``W_l`` row-major; no ``b_l`` without biases), the layout data-parallel training sums
+        across processes in one buffer.
+        """
+        A, Z_L = self._forward(X)
         dW, db = self._backward(A, T)
+        for view, g in zip(self._flat_views(out), _interleave(dW, db)):
+            view[...] = g
+        return self._loss(Z_L, T)
+
+    def apply_gradients(self, flat: np.ndarray, optimizer: Optimizer) -> None:
+        """Take one optimizer step from gradients laid out as :meth:`gradients_into` writes."""
+        views = self._flat_views(flat)
+        if self.biases is None:
+            self._apply(views, None, optimizer)
+        else:
+            self._apply(views[0::2], views[1::2], optimizer)
+
+    @property
+    def n_parameters(self) -> int:
+        """The number of weights and biases: the length of a flat gradient."""
+        return sum(p.size for p in _interleave(self.weights, self.biases))
+
+    def _flat_views(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Views of ``flat`` shaped like ``W_1, b_1, W_2, b_2, ...``."""
+        views, offset = [], 0
+        for p in _interleave(self.weights, self.biases):
+            views.append(flat[offset:offset + p.size].reshape(p.shape))
+            offset += p.size
+        return views
+
+    def _apply(self, dW: list[np.ndarray], db: list[np.ndarray] | None,
+               optimizer: Optimizer) -> None:
+        """One optimizer step from the gradients ``dW`` and ``db``."""
         self._prepare_state(optimizer)
         self.state["step"] += 1
         wd = optimizer.weight_decay
@@ -214,7 +253,6 @@ class Network:
             m, v = self.state["m_" + name], self.state["v_" + name]
             for i, (p, g) in enumerate(zip(params, grads)):
                 p -= self._step(optimizer, g, m, v, i)
-        return loss
 
     def _step(self, opt: Optimizer, g: np.ndarray, m: list[np.ndarray], v: list[np.ndarray],
               i: int) -> np.ndarray:
@@ -293,3 +331,11 @@ class Network:
 
 
 _MOMENTS = ("m_weights", "m_biases", "v_weights", "v_biases")
+
+
+def _interleave(weights: list[np.ndarray], biases: list[np.ndarray] | None
+                ) -> list[np.ndarray]:
+    """``[W_1, b_1, W_2, b_2, ...]`` (``[W_1, W_2, ...]`` without biases)."""
+    if biases is None:
+        return list(weights)
+    return [p for pair in zip(weights, biases) for p in pair]
