@@ -445,7 +445,19 @@ PYBIND11_MODULE(_native, m) {
   bind_ops<float>(m);
   bind_ops<double>(m);
 
-  m.def("epoch_order", &epoch_order, py::arg("n"), py::arg("seed"), py::arg("epoch"),
+  m.def(
+      "epoch_order",
+      [](std::size_t n, std::uint64_t seed, std::uint64_t epoch) {
+        std::vector<std::int64_t> order;
+        {
+          py::gil_scoped_release release;
+          order = epoch_order(n, seed, epoch);
+        }
+        py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
+        std::copy(order.begin(), order.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("n"), py::arg("seed"), py::arg("epoch"),
         "The sample order of one epoch (same as deltaprop.shuffle.epoch_order).");
   m.def("set_num_threads", &set_max_threads, py::arg("n"));
   m.def("get_num_threads", &max_threads);

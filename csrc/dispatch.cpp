@@ -9,8 +9,6 @@
 namespace deltaprop {
 namespace {
 
-enum class Isa : int { generic, avx2, avx512 };
-
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::avx512: return "avx512";
@@ -66,6 +64,8 @@ const KernelTable<double>& gemm_kernel<double>() {
     default: return f64_gemm_4x4_generic;
   }
 }
+
+Isa current_isa() { return static_cast<Isa>(current.load(std::memory_order_relaxed)); }
 
 std::string isa_in_use() { return isa_name(static_cast<Isa>(current.load())); }
 

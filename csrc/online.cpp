@@ -6,7 +6,6 @@
 // and is then updated in place with the gradient A_{l-1}[i] · D_l, so each weight is read and
 // written once per step.
 #include <cmath>
-#include <cstring>
 
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/network.hpp"
@@ -120,9 +119,11 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)) double on
 template <typename T>
 double Network<T>::online_step(const T* x, const T* t, const OptimizerStep<T>& opt) {
 #if DELTAPROP_X86
-  const char* isa = gemm_kernel<T>().isa;
-  if (std::strcmp(isa, "avx512") == 0) return online_step_avx512(*this, x, t, opt);
-  if (std::strcmp(isa, "avx2") == 0) return online_step_avx2(*this, x, t, opt);
+  switch (current_isa()) {
+    case Isa::avx512: return online_step_avx512(*this, x, t, opt);
+    case Isa::avx2: return online_step_avx2(*this, x, t, opt);
+    default: break;
+  }
 #endif
   return online_step_generic(*this, x, t, opt);
 }

@@ -139,9 +139,11 @@ DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl
 template <typename T>
 ElementLoops<T> element_loops() {
 #if DELTAPROP_X86
-  const char* isa = gemm_kernel<T>().isa;
-  if (std::strcmp(isa, "avx512") == 0) return {finish_tile_avx512<T>, unpacked_row_avx512<T>};
-  if (std::strcmp(isa, "avx2") == 0) return {finish_tile_avx2<T>, unpacked_row_avx2<T>};
+  switch (current_isa()) {
+    case Isa::avx512: return {finish_tile_avx512<T>, unpacked_row_avx512<T>};
+    case Isa::avx2: return {finish_tile_avx2<T>, unpacked_row_avx2<T>};
+    default: break;
+  }
 #endif
   return {finish_tile_generic<T>, unpacked_row_generic<T>};
 }
