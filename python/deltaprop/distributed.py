@@ -91,8 +91,11 @@ def _settings(model: Any, X: np.ndarray, y: np.ndarray, comm: Any, epochs: Any,
     # Each rank reads and checks one block of rows, so together they check every row once.
     lo, hi = slice_bounds(n, comm.Get_size(), comm.Get_rank())
     if hi > lo:
-        as_features(Xa[lo:hi], spec.sizes[0], spec.dtype, f"X[{lo}:{hi}]")
-        as_targets(ya[lo:hi], spec, hi - lo, f"y[{lo}:{hi}]")
+        try:
+            as_features(Xa[lo:hi], spec.sizes[0], spec.dtype, f"X[{lo}:{hi}]")
+            as_targets(ya[lo:hi], spec, hi - lo, f"y[{lo}:{hi}]")
+        except ValueError as exc:
+            raise ValueError(f"{exc} (rows counted from row {lo} of the whole array)") from None
     return {"X": Xa, "y": ya, "n": n, "epochs": check_positive_int(epochs, "epochs"),
             "batch_size": min(check_positive_int(batch_size, "batch_size"), n),
             "shuffle": bool(shuffle), "optimizer": optimizer}
