@@ -193,69 +193,91 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
   }
 }
 
+// One thread's share: the BLIS loops over the block C(i_begin..i_end, j_begin..j_end), with packed
+// panels in the thread's own buffers (allocated on its first GEMM of this size, then reused).
+template <typename T>
+void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptrdiff_t m,
+                std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t i_begin, std::ptrdiff_t i_end,
+                std::ptrdiff_t j_begin, std::ptrdiff_t j_end, MatrixView<T> a, MatrixView<T> b,
+                T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+  const int mr = kt.mr, nr = kt.nr;
+  const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
+  thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
+  const std::ptrdiff_t kc_cap = std::min(k, kc_max);
+  T* packed_a = reserve(packed_a_buffer, static_cast<std::size_t>(
+                                             (std::min(i_end - i_begin, mc_max) + mr - 1) / mr * mr * kc_cap));
+  T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(
+                                             (std::min(j_end - j_begin, nc_max) + nr - 1) / nr * nr * kc_cap));
+  alignas(64) T tile[max_tile];
+  for (std::ptrdiff_t jc = j_begin; jc < j_end; jc += nc_max) {
+    const std::ptrdiff_t nc = std::min(nc_max, j_end - jc);
+    const std::ptrdiff_t n_panels = (nc + nr - 1) / nr;
+    for (std::ptrdiff_t pc = 0; pc < k; pc += kc_max) {
+      const std::ptrdiff_t kc = std::min(kc_max, k - pc);
+      const bool first = pc == 0, last = pc + kc == k;
+      for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr)
+        pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
+               packed_b + jr * nr * kc);
+      for (std::ptrdiff_t ic = i_begin; ic < i_end; ic += mc_max) {
+        const std::ptrdiff_t mc = std::min(mc_max, i_end - ic);
+        const std::ptrdiff_t m_panels = (mc + mr - 1) / mr;
+        for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
+          pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
+                 packed_a + ir * mr * kc);
+        // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
+        for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
+          for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
+            kt.gemm(static_cast<int>(kc), packed_a + ir * mr * kc, packed_b + jr * nr * kc, tile);
+            const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
+            const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
+            const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, j_end - j0);
+            for (std::ptrdiff_t r = 0; r < rows && !(first && last); ++r) {
+              T* c_row = c + (i0 + r) * ldc + j0;
+              T* t_row = tile + r * nr;
+              if (last) {
+                if (!first)
+                  for (std::ptrdiff_t j = 0; j < cols; ++j) t_row[j] += c_row[j];
+              } else if (first) {
+                std::memcpy(c_row, t_row, cols * sizeof(T));
+              } else {
+                for (std::ptrdiff_t j = 0; j < cols; ++j) c_row[j] += t_row[j];
+              }
+            }
+            if (last) loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
+          }
+        }
+      }
+    }
+  }
+  (void)m;
+}
+
+// Threads take disjoint blocks of C — whole NR-wide column panels, or whole MR-tall row panels
+// when C has too few columns — and run the full loop nest on their own, packing what they need.
+// Packing a panel twice costs ~1% here, while sharing packed panels needed three barriers per
+// k-block, and on a loaded machine each barrier can wait a scheduler slice.
 template <typename T>
 void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                  MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const KernelTable<T>& kt = gemm_kernel<T>();
-  const int mr = kt.mr, nr = kt.nr;
-  const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
-  const std::ptrdiff_t nc_cap = (std::min(n, nc_max) + nr - 1) / nr * nr;
-  const std::ptrdiff_t mc_cap = (std::min(m, mc_max) + mr - 1) / mr * mr;
-  const std::ptrdiff_t kc_cap = std::min(k, kc_max);
-
-  // Packed panels are shared by the team and owned by the calling thread: allocated on its first
-  // GEMM of this size, reused by every later one.
-  thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
-  T* packed_a = reserve(packed_a_buffer, static_cast<std::size_t>(mc_cap * kc_cap));
-  T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(nc_cap * kc_cap));
-
   const ElementLoops<T> loops = element_loops<T>();
+  const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
+  const bool split_columns = n_panels >= m_panels || n_panels >= 4 * max_threads();
   const int threads = threads_for(double(m) * n * k);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    alignas(64) T tile[max_tile];
-    for (std::ptrdiff_t jc = 0; jc < n; jc += nc_max) {
-      const std::ptrdiff_t nc = std::min(nc_max, n - jc);
-      const std::ptrdiff_t n_panels = (nc + nr - 1) / nr;
-      for (std::ptrdiff_t pc = 0; pc < k; pc += kc_max) {
-        const std::ptrdiff_t kc = std::min(kc_max, k - pc);
-        const bool first = pc == 0, last = pc + kc == k;
-#pragma omp for schedule(static)
-        for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr)
-          pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
-                 packed_b + jr * nr * kc);
-        for (std::ptrdiff_t ic = 0; ic < m; ic += mc_max) {
-          const std::ptrdiff_t mc = std::min(mc_max, m - ic);
-          const std::ptrdiff_t m_panels = (mc + mr - 1) / mr;
-#pragma omp for schedule(static)
-          for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
-            pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
-                   packed_a + ir * mr * kc);
-          // jr outer, ir inner: a thread's consecutive tiles reuse one B panel from L1.
-#pragma omp for collapse(2) schedule(static)
-          for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
-            for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
-              kt.gemm(static_cast<int>(kc), packed_a + ir * mr * kc, packed_b + jr * nr * kc, tile);
-              const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
-              const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, m - i0);
-              const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, n - j0);
-              for (std::ptrdiff_t r = 0; r < rows && !(first && last); ++r) {
-                T* c_row = c + (i0 + r) * ldc + j0;
-                T* t_row = tile + r * nr;
-                if (last) {
-                  if (!first)
-                    for (std::ptrdiff_t j = 0; j < cols; ++j) t_row[j] += c_row[j];
-                } else if (first) {
-                  std::memcpy(c_row, t_row, cols * sizeof(T));
-                } else {
-                  for (std::ptrdiff_t j = 0; j < cols; ++j) c_row[j] += t_row[j];
-                }
-              }
-              if (last) loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
-            }
-          }
-        }
-      }
+#ifdef _OPENMP
+    const std::ptrdiff_t team = omp_get_num_threads(), me = omp_get_thread_num();
+#else
+    const std::ptrdiff_t team = 1, me = 0;
+#endif
+    const std::ptrdiff_t panels = split_columns ? n_panels : m_panels;
+    const std::ptrdiff_t begin = panels * me / team, end = panels * (me + 1) / team;
+    if (begin < end) {
+      if (split_columns)
+        gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c, ldc, ep);
+      else
+        gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c, ldc, ep);
     }
   }
 }
