@@ -6,6 +6,7 @@
 // produced by exactly one tile whose k-sum runs in the same order whatever the thread count, so
 // results are bitwise identical for any number of threads.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "deltaprop/buffer.hpp"
@@ -18,19 +19,26 @@
 
 namespace deltaprop {
 
+namespace {
+// dp.set_num_threads applies to every Python thread, while OpenMP's own setting belongs to the
+// thread that made it. 0 means "not set": follow OpenMP in the calling thread, which is what
+// OMP_NUM_THREADS and threadpoolctl's limits change.
+std::atomic<int> requested_threads{0};
+}  // namespace
+
 int max_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  const int requested = requested_threads.load(std::memory_order_relaxed);
+  return requested > 0 ? requested : omp_get_max_threads();
 #else
   return 1;
 #endif
 }
 
 void set_max_threads(int n) {
+  requested_threads.store(n);
 #ifdef _OPENMP
   omp_set_num_threads(n);
-#else
-  (void)n;
 #endif
 }
 
