@@ -163,7 +163,6 @@ template <typename T>
 void Network<T>::backward_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                                const std::vector<T*>& db, const OptimizerStep<T>* opt) {
   const bool split_k = rows > static_cast<std::size_t>(gemm_kernel<T>().kc);
-  Buffer<T> bias_gradient_buffer;
   for (std::size_t l = n_layers(); l >= 1; --l) {
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
@@ -197,7 +196,7 @@ void Network<T>::backward_pass(const T* x, std::size_t rows, const std::vector<T
     gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
 
     if (bias_) {  // ∂E/∂b_l = Σ_rows D_l, summed in row order
-      T* g = opt ? reserve(bias_gradient_buffer, sizes_[l]) : db[l - 1];
+      T* g = opt ? reserve(row_gradient_, sizes_[l]) : db[l - 1];
       std::fill(g, g + n_out, T(0));
       for (std::size_t r = 0; r < rows; ++r)
         for (std::ptrdiff_t j = 0; j < n_out; ++j) g[j] += d[r * n_out + j];

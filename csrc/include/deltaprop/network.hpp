@@ -104,6 +104,7 @@ class Network {
   double online_step_body(const T* x, const T* t, OptimizerStep<T> opt);
 
  private:
+  // One row of gradients (a bias gradient, or a weight row in the online step), reused.
   Buffer<T> row_gradient_;
 };
 
