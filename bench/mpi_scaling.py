@@ -79,7 +79,8 @@ def worker(name: str, samples: int, epochs: int) -> None:
                           "step_s": seconds / steps, "allreduce_s": allreduce}), flush=True)
 
 
-def launch(name: str, p: int, samples: int, epochs: int) -> dict:
+def launch(name: str, p: int, samples: int, epochs: int, tries: int = 3) -> dict:
+    """The fastest of ``tries`` runs: other work on a shared machine only ever adds time."""
     exe = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep +
                        os.environ.get("PATH", ""))
     if exe is None:
@@ -87,8 +88,12 @@ def launch(name: str, p: int, samples: int, epochs: int) -> dict:
     cmd = [exe, "-n", str(p), sys.executable, __file__, "--worker", name, str(samples),
            str(epochs)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(tries):
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
+                             check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return max(runs, key=lambda r: r["samples_per_s"])
 
 
 def step_seconds(net, X, y, rows: int, optimizer, reps: int) -> float:
@@ -132,7 +137,8 @@ def main() -> None:
 
     import deltaprop as dp
 
-    print(f"# MPI scaling: {os.cpu_count()} cores here, {dp.cpu_info()}\n")
+    print(f"# MPI scaling: {os.cpu_count()} cores here, {dp.cpu_info()}, "
+          f"load average {os.getloadavg()[0]:.2f} at the start\n")
     print("## Measured: mpiexec -n p on this machine, OMP_NUM_THREADS=1 per rank\n")
     print("| workload | p | samples/s | speedup | step ms | Allreduce ms | Allreduce share |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -156,9 +162,11 @@ def main() -> None:
             previous = dp.get_num_threads()
             dp.set_num_threads(threads)
             net.fit(X[: batch * 4], y[: batch * 4], epochs=1, batch_size=batch)
-            start = time.perf_counter()
-            net.fit(X, y, epochs=2, batch_size=batch)
-            rate = 2 * X.shape[0] / (time.perf_counter() - start)
+            rate = 0.0
+            for _ in range(3):  # the fastest of three, as for the MPI runs
+                start = time.perf_counter()
+                net.fit(X, y, epochs=2, batch_size=batch)
+                rate = max(rate, 2 * X.shape[0] / (time.perf_counter() - start))
             dp.set_num_threads(previous)
             print(f"| {name} b{batch} | {threads} | {rate:,.0f} |", flush=True)
 
@@ -187,6 +195,9 @@ def main() -> None:
                       f"{flops / t1 / 1e9:.0f} | {network} | {p} | {rows} | {tc * 1e3:.3f} | "
                       f"{tm * 1e3:.3f} | {t1 / (p * (tc + tm)):.0%} | "
                       f"{t1 / (p * max(tc, tm)):.0%} | {t1 / (t1 + tm):.0%} |", flush=True)
+
+
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
