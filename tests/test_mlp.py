@@ -273,7 +273,7 @@ def test_progress_bar_only_when_asked(backend: str, capsys: pytest.CaptureFixtur
     pytest.importorskip("tqdm")
     net.fit(X, y, epochs=2, progress=True, validation_data=(X, y))
     err = capsys.readouterr().err
-    assert "100%" in err and "epoch=2" in err and "val_score=" in err
+    assert "100%" in err and "epoch 2/2" in err and "val_score=" in err
 
 
 def test_progress_without_tqdm_is_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import ops
+from . import callbacks, ops, schedules
+from .callbacks import EarlyStopping, StopTraining
 from .errors import TrainingDiverged
 from .gradcheck import check_gradients
 from .history import History
@@ -29,6 +30,10 @@ __all__ = [
     "History",
     "TrainingDiverged",
     "ops",
+    "callbacks",
+    "schedules",
+    "EarlyStopping",
+    "StopTraining",
     "check_gradients",
     "save",
     "load",

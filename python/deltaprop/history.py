@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
 
 
 class History:
@@ -19,9 +21,11 @@ class History:
         Wall-clock seconds spent training in each epoch (validation excluded).
     samples_per_second : list of float
         Training throughput of each epoch.
+    lr : list of float
+        The learning rate each epoch trained with (it changes under an ``lr_schedule``).
     """
 
-    _FIELDS = ("loss", "val_loss", "val_score", "epoch_time", "samples_per_second")
+    _FIELDS = ("loss", "val_loss", "val_score", "epoch_time", "samples_per_second", "lr")
 
     def __init__(self) -> None:
         self.loss: list[float] = []
@@ -29,6 +33,7 @@ class History:
         self.val_score: list[float] = []
         self.epoch_time: list[float] = []
         self.samples_per_second: list[float] = []
+        self.lr: list[float] = []
 
     @property
     def epochs(self) -> int:
@@ -36,7 +41,8 @@ class History:
         return len(self.loss)
 
     def record(self, loss: float, seconds: float, n_samples: int,
-               val_loss: float | None = None, val_score: float | None = None) -> None:
+               val_loss: float | None = None, val_score: float | None = None,
+               lr: float | None = None) -> None:
         """Append one epoch's numbers."""
         self.loss.append(float(loss))
         self.epoch_time.append(float(seconds))
@@ -46,10 +52,33 @@ class History:
             self.val_loss.append(float(val_loss))
         if val_score is not None:
             self.val_score.append(float(val_score))
+        if lr is not None:
+            self.lr.append(float(lr))
 
     def as_dict(self) -> dict[str, list[float]]:
         """Copies of the per-epoch lists, keyed by name (``"loss"``, ``"val_loss"``, ...)."""
         return {name: list(getattr(self, name)) for name in self._FIELDS}
+
+    def plot(self, path: str | os.PathLike | None = None) -> Any:
+        """Draw the training curves with matplotlib; save a PNG when ``path`` is given.
+
+        The left panel shows the training loss and, when recorded, the validation loss per
+        epoch; the right panel the validation score (accuracy or R²) or, without validation
+        data, the throughput. Needs matplotlib (``pip install matplotlib``).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Where to write the figure as PNG. Without one the figure is drawn with pyplot, so
+            ``plt.show()`` (or Jupyter) displays it.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from .plotting import plot_history
+
+        return plot_history(self, path)
 
     def __len__(self) -> int:
         return self.epochs

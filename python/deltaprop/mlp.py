@@ -8,19 +8,18 @@ reference backend start from identical numbers for a given seed.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from . import training
 from .backends import get_backend
-from .errors import TrainingDiverged
 from .history import History
 from .metrics import score_outputs
 from .optim import SGD, Adam, Optimizer
-from .progress import ProgressBar
+from .schedules import LRSchedule
 from .spec import NetSpec
-from .validation import as_features, as_parameters, as_targets, check_positive_int
+from .validation import as_features, as_parameters, as_targets
 
 # He initialisation keeps the variance of ReLU-like layers' outputs steady with depth;
 # Glorot (Xavier) does the same for the symmetric activations and the output layer.
@@ -225,12 +224,17 @@ class MLP:
     def fit(self, X: Any, y: Any, epochs: int = 10, batch_size: int = 128,
             optimizer: Optimizer | None = None, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, progress: bool = False,
-            callback: Callable[[int, History], bool | None] | None = None,
+            callback: Any = None, lr_schedule: LRSchedule | None = None,
             comm: Any = None) -> History:
         """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
 
         Parameters
         ----------
+        X, y : array_like
+            As for :meth:`loss`. A memory map (``np.load(path, mmap_mode="r")``) or another
+            on-disk array (h5py, zarr) trains without being loaded whole: C-contiguous data of
+            the network's dtype is read straight from the mapping, anything else is gathered
+            and converted a chunk of batches at a time (:mod:`deltaprop.streaming`).
         epochs, batch_size : int
             Positive; ``batch_size`` is clipped to the number of samples.
         optimizer : SGD or Adam, optional
@@ -241,9 +245,17 @@ class MLP:
         validation_data : (X_val, y_val), optional
             Scored after every epoch into ``val_loss`` and ``val_score``.
         progress : bool
-            Show a tqdm progress bar (``pip install tqdm``).
-        callback : callable, optional
-            ``callback(epoch, history)`` after every epoch; returning True stops training.
+            Show a tqdm progress bar per epoch with samples/s, loss and validation loss
+            (``pip install tqdm``; ``tqdm.auto``, so it renders as a widget in Jupyter).
+        callback : callable or list of callables, optional
+            Called after every epoch as ``callback(epoch, history, net)`` (or
+            ``callback(epoch, history)``); returning True or raising
+            :class:`deltaprop.callbacks.StopTraining` stops training. See
+            :mod:`deltaprop.callbacks` (e.g. :class:`~deltaprop.callbacks.EarlyStopping`).
+        lr_schedule : Schedule or callable, optional
+            Sets ``optimizer.lr`` before every epoch from the network's epoch counter, e.g.
+            :class:`deltaprop.schedules.StepLR`; a plain ``fn(epoch) -> lr`` works too.
+            ``optimizer.lr`` is back at its base value when ``fit`` returns.
         comm : mpi4py communicator, optional
             Train data-parallel over its ranks (every rank calls ``fit`` with the same data;
             ``batch_size`` is the global batch): see :mod:`deltaprop.distributed`.
@@ -261,53 +273,34 @@ class MLP:
         if comm is not None:
             from .distributed import fit_distributed
 
-            return fit_distributed(self, X, y, comm, epochs, batch_size, optimizer, shuffle,
-                                   validation_data, progress, callback)
-        # Everything is checked before the first step, so a bad argument changes nothing.
-        Xc, T = self._data(X, y)
-        epochs = check_positive_int(epochs, "epochs")
-        batch_size = min(check_positive_int(batch_size, "batch_size"), Xc.shape[0])
-        optimizer = SGD(lr=0.01) if optimizer is None else self._check_optimizer(optimizer)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool; got {type(shuffle).__name__}")
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            val = self._data(*validation_data, prefix="validation_data ")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable; got {type(callback).__name__}")
-        bar = ProgressBar(epochs, Xc.shape[0]) if progress else None
+            optimizer = SGD(lr=0.01) if optimizer is None else optimizer
+            on_epoch, finish = training.distributed_callback(self, callback, lr_schedule,
+                                                             optimizer)
+            history = None
+            try:
+                history = fit_distributed(self, X, y, comm, epochs, batch_size, optimizer,
+                                          shuffle, validation_data, progress, on_epoch)
+            finally:
+                finish(history)
+            return history
+        return training.fit(self, X, y, epochs, batch_size, optimizer, shuffle,
+                            validation_data, progress, callback, lr_schedule)
 
-        self._use(optimizer)
-        history = History()
-        try:
-            for epoch in range(epochs):
-                extra = {} if bar is None else {"progress": bar.batch_done}
-                start = time.perf_counter()
-                try:
-                    loss = self._net.fit_epoch(Xc, T, optimizer, batch_size, bool(shuffle),
-                                               self._seed, self._epochs_seen, **extra)
-                except TrainingDiverged as exc:
-                    exc.history = history  # the epochs that did finish
-                    raise
-                finally:
-                    # Batches before a divergence were applied: the epoch is spent either way.
-                    self._epochs_seen += 1
-                seconds = time.perf_counter() - start
-                val_loss = val_score = None
-                if val is not None:
-                    val_loss = self._net.loss(*val)
-                    val_score = score_outputs(self._spec, self._net.forward(val[0]), val[1])
-                history.record(loss, seconds, Xc.shape[0], val_loss, val_score)
-                if bar is not None:
-                    bar.epoch_done(history)
-                if callback is not None and callback(epoch, history):
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        return history
+    # -- pickling (multiprocessing, joblib, copy.deepcopy) -----------------------------------
+
+    def __getstate__(self) -> dict:
+        W, b = self._net.get_weights()
+        return {"spec": self._spec, "backend": self._backend, "seed": self._seed,
+                "weights": W, "biases": b, "optimizer_state": self._net.optimizer_state(),
+                "optimizer": self._optimizer, "epochs_seen": self._epochs_seen}
+
+    def __setstate__(self, state: dict) -> None:
+        module = get_backend(state["backend"])
+        net = module.Network(state["spec"], state["weights"], state["biases"])
+        net.set_optimizer_state(state["optimizer_state"])
+        self._setup(state["spec"], state["backend"], state["seed"], net)
+        self._optimizer = state["optimizer"]
+        self._epochs_seen = state["epochs_seen"]
 
     # -- moving between backends -------------------------------------------------------------
 
