@@ -156,6 +156,14 @@ WORKER = textwrap.dedent('''
     run("batch-below-ranks", make64, (X[:3], y[:3]), dict(epochs=2, batch_size=3),
         dict(epochs=2, batch_size=3))
 
+    net = make64()
+    try:  # rank 0 alone asks to stop after the second epoch: every rank must stop there
+        h = net.fit(X, y, epochs=5, batch_size=32, validation_data=(X[:50], y[:50]), comm=comm,
+                    callback=lambda epoch, history: rank == 0 and epoch == 1)
+        report("callback-stops", epochs=h.epochs, val_loss=h.val_loss)
+    except Exception as exc:
+        report("callback-stops", error=type(exc).__name__, message=str(exc))
+
     X_bad = X.copy()
     X_bad[195 * 1 // comm.Get_size() + 1, 2] = np.nan  # in rank 1's block of rows only
     run("nan-on-rank-1", make64, (X_bad, y), dict(epochs=1, batch_size=32))
@@ -231,6 +239,15 @@ def test_ranks_equal_single_process(ranks):
         assert r["diff"] < 1e-5, r
     for r in results["batch-below-ranks"].values():  # some ranks get no rows in any step
         assert r["diff"] < 1e-12, r
+
+
+@needs_mpi
+def test_a_callback_stopping_one_rank_stops_all(ranks):
+    n, results = ranks
+    by_rank = results["callback-stops"]
+    assert sorted(by_rank) == list(range(n))
+    assert all(r.get("epochs") == 2 for r in by_rank.values()), by_rank
+    assert len({tuple(r["val_loss"]) for r in by_rank.values()}) == 1
 
 
 def _all_raised(results, scenario, n, error):
