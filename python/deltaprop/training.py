@@ -102,7 +102,8 @@ def fit(model: MLP, X: Any, y: Any, epochs: int, batch_size: int, optimizer: Any
                 break
         callbacks.train_end(model, history)
     finally:
-        optimizer.lr = base_lr  # a schedule's rates are per fit call; the base rate stays
+        if lr_schedule is not None:
+            optimizer.lr = base_lr  # a schedule's rates are per fit call; the base rate stays
         if bar is not None:
             bar.close()
     return history
