@@ -52,7 +52,8 @@ class EarlyStopping(Callback):
         What to watch. ``"auto"`` watches ``val_loss`` when ``fit`` has validation data and the
         training ``loss`` otherwise. Losses must decrease, ``val_score`` increase.
     patience : int
-        Epochs without improvement to wait before stopping (0 stops at the first one).
+        Training stops after this many epochs in a row without improvement (as in Keras, 0
+        and 1 both stop at the first).
     min_delta : float
         The least change that counts as an improvement.
     restore_best_weights : bool
@@ -117,7 +118,7 @@ class EarlyStopping(Callback):
                 self._best_weights = net.get_weights()
             return False
         self._wait += 1
-        if self._wait > self.patience:
+        if self._wait >= self.patience:
             self.stopped_epoch = epoch
             return True
         return False

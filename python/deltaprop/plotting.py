@@ -52,6 +52,7 @@ def plot_history(history: History, path: str | os.PathLike | None = None) -> Any
         ax_right.plot(epochs, history.samples_per_second, marker=".", color="C3",
                       label="throughput")
         ax_right.set(ylabel="samples / s", title="training throughput")
+        ax_right.set_ylim(bottom=0)
     ax_right.set_xlabel("epoch")
     ax_right.legend()
     for ax in (ax_loss, ax_right):

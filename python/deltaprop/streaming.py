@@ -60,8 +60,11 @@ class StreamedData:
 
     def __init__(self, X: Any, y: Any, spec: NetSpec, batch_size: int) -> None:
         n_in = spec.sizes[0]
-        if X.shape[0] == 0 or X.shape[1] != n_in:
-            raise ValueError(f"X must have shape (n_samples > 0, {n_in}); got {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError(f"X is empty: shape {X.shape}; need at least one sample")
+        if X.shape[1] != n_in:
+            raise ValueError(f"X has {X.shape[1]} features per sample; the network expects "
+                             f"{n_in} (shape {X.shape})")
         kind = _array_like_dtype(X).kind
         if kind not in "biuf":
             raise TypeError(f"X must hold real numbers (bool, int or float); got dtype {X.dtype}")

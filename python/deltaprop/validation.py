@@ -55,9 +55,14 @@ def first_nonfinite_row(arr: np.ndarray) -> int | None:
         total = np.sum(arr, dtype=np.float64)
     if np.isfinite(total):
         return None
-    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
-    rows = np.flatnonzero(bad)
-    return int(rows[0]) if rows.size else None
+    # Row blocks keep the boolean mask small: arr may be a memory map larger than memory.
+    flat = arr.reshape(arr.shape[0], -1)
+    step = max(1, (1 << 20) // max(flat.shape[1], 1))
+    for lo in range(0, flat.shape[0], step):
+        bad = np.flatnonzero(~np.isfinite(flat[lo:lo + step]).all(axis=1))
+        if bad.size:
+            return lo + int(bad[0])
+    return None
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:
