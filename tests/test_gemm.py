@@ -1,0 +1,68 @@
+"""The packed GEMM on its own, through the three layouts the network uses, on every ISA.
+
+``forward_layer`` with the identity and no bias is ``A W`` (both row-major), ``delta`` with the
+identity is ``D Wᵀ`` (B transposed) and ``update`` with lr = 1 subtracts ``Aᵀ D`` (A transposed,
+split over k when the batch exceeds the kc blocking). Sizes straddle the microkernel tiles
+(MR = 4/6, NR = 4/8/16/32) and kc = 128/256, as XNNPACK lists its kernel tests: m < MR,
+n < NR, k = 1, and every remainder.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from deltaprop import _native
+
+ISAS = list(_native.cpu_info()["isas_supported"])
+EDGES = [1, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 33]
+K_EDGES = [1, 2, 7, 127, 128, 129, 255, 256, 257, 300, 513]
+SHAPES = sorted(set(itertools.product([1, 5, 6, 7, 13], EDGES, [1, 9])) |
+                set(itertools.product([2, 6, 25], [1, 8, 33], K_EDGES)))
+
+
+@pytest.fixture(params=ISAS)
+def isa(request: pytest.FixtureRequest):
+    before = _native.cpu_info()["isa"]
+    _native.select_isa(request.param)
+    yield request.param
+    _native.select_isa(before)
+
+
+def operands(m: int, n: int, k: int, dtype: type, seed: int = 0):
+    rng = np.random.default_rng(seed + 1000 * m + 10 * n + k)
+    return (rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype))
+
+
+def check(got: np.ndarray, want: np.ndarray, dtype: type) -> None:
+    assert got.dtype == dtype
+    rel = 1e-5 if dtype == np.float32 else 1e-12
+    scale = max(float(np.abs(want).max()), 1.0)
+    np.testing.assert_array_less(np.abs(got - want), rel * scale + 1e-300)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_gemm_layouts(isa: str, dtype: type, m: int, n: int, k: int) -> None:
+    A, W = operands(m, n, k, dtype)
+    exact = A.astype(np.float64) @ W.astype(np.float64)
+    check(_native.forward_layer(A, W, None, "identity", 0.0), exact, dtype)
+    # delta: (m×n) · (k×n)ᵀ with the derivative of the identity (1) in its epilogue.
+    D = np.ascontiguousarray(exact.astype(dtype))
+    ones = np.ones((m, k), dtype)
+    check(_native.delta(D, W, ones, "identity", 0.0),
+          D.astype(np.float64) @ W.astype(np.float64).T, dtype)
+    # update: W −= 1 · Aᵀ D with A (m×k) as A_prev and D (m×n); W starts at zero.
+    Wz = np.zeros((k, n), dtype)
+    _native.update(Wz, None, A, D, 1.0)
+    check(-Wz, A.astype(np.float64).T @ D.astype(np.float64), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_is_added_once_per_row(isa: str, dtype: type) -> None:
+    A, W = operands(7, 19, 300, dtype)  # k > kc: the bias must not be added per k block
+    b = np.arange(19, dtype=dtype)
+    want = A.astype(np.float64) @ W.astype(np.float64) + b
+    check(_native.forward_layer(A, W, b, "identity", 0.0), want, dtype)

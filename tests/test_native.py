@@ -1,0 +1,425 @@
+"""The native backend against the reference backend, on every ISA this CPU runs.
+
+The reference backend (NumPy) is the executable spec; every native result must match it to
+rounding: ~1e-12 of the array's largest magnitude in float64, ~1e-5 in float32. Weights are drawn
+from N(0, 1/fan_in) and learning rates are modest, so a few steps cannot amplify the rounding
+differences of two summation orders into a visible divergence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import deltaprop as dp
+from deltaprop import _native, shuffle
+from deltaprop.backends import native, reference
+from deltaprop.spec import HIDDEN_ACTIVATIONS, NetSpec
+
+ISAS = list(_native.cpu_info()["isas_supported"])
+DTYPES = [np.float32, np.float64]
+# (loss, output activation): every pairing NetSpec accepts.
+OUTPUTS = [("mse", a) for a in HIDDEN_ACTIVATIONS] + [
+    ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")]
+OPTIMIZERS = {
+    "sgd": lambda: dp.SGD(lr=0.1),
+    "momentum": lambda: dp.SGD(lr=0.1, momentum=0.9),
+    "nesterov": lambda: dp.SGD(lr=0.1, momentum=0.9, nesterov=True),
+    "weight_decay": lambda: dp.SGD(lr=0.1, momentum=0.5, weight_decay=0.01),
+    "adam": lambda: dp.Adam(lr=0.01),
+    "adam_weight_decay": lambda: dp.Adam(lr=0.01, weight_decay=0.01),
+}
+
+
+def rel_tol(dtype: type) -> float:
+    return 1e-5 if np.dtype(dtype) == np.float32 else 1e-12
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, rel: float, what: str = "") -> None:
+    """|got − want| <= rel · max|want| elementwise (the array's scale, not each element's)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, what
+    assert got.dtype == want.dtype, what
+    scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
+    err = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max(initial=0.0))
+    assert err <= rel * scale, f"{what}: max error {err:.3g} > {rel:g} · {scale:.3g}"
+
+
+def assert_all_close(got: list, want: list, rel: float, what: str) -> None:
+    assert len(got) == len(want), what
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, rel, f"{what}[{i}]")
+
+
+@contextlib.contextmanager
+def using_isa(name: str) -> Iterator[None]:
+    before = _native.cpu_info()["isa"]
+    _native.select_isa(name)
+    try:
+        yield
+    finally:
+        _native.select_isa(before)
+
+
+@pytest.fixture(params=ISAS)
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs the test once per ISA the CPU supports, restoring the original ISA afterwards."""
+    with using_isa(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    before = _native.get_num_threads()
+    yield
+    _native.set_num_threads(before)
+
+
+# -- problems ---------------------------------------------------------------------------------
+
+def make_problem(sizes: list[int], hidden: str, output: tuple[str, str], dtype: type,
+                 bias: bool, rows: int, seed: int = 0
+                 ) -> tuple[NetSpec, list, list | None, np.ndarray, np.ndarray]:
+    """A spec, N(0, 1/fan_in) weights, small biases, inputs and targets valid for the loss."""
+    loss, out_act = output
+    spec = NetSpec.build(sizes, activation=hidden, loss=loss, output_activation=out_act,
+                         alpha=0.1, bias=bias, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    W = [rng.normal(0, 1 / np.sqrt(m), (m, n)).astype(dtype) for m, n in zip(sizes, sizes[1:])]
+    b = [rng.normal(0, 0.1, n).astype(dtype) for n in sizes[1:]] if bias else None
+    X = rng.normal(size=(rows, sizes[0])).astype(dtype)
+    n_out = sizes[-1]
+    if loss == "cross_entropy":
+        T = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, rows)]
+    elif loss == "binary_cross_entropy":
+        T = rng.uniform(0, 1, (rows, n_out)).astype(dtype)
+    else:
+        T = rng.normal(size=(rows, n_out)).astype(dtype)
+    return spec, W, b, X, T
+
+
+def both(spec: NetSpec, W: list, b: list | None) -> tuple[native.Network, reference.Network]:
+    return native.Network(spec, W, b), reference.Network(spec, W, b)
+
+
+def params(net: native.Network | reference.Network) -> list[np.ndarray]:
+    W, b = net.get_weights()
+    return W + (b or [])
+
+
+def assert_same_state(nat: native.Network, ref: reference.Network, rel: float,
+                      what: str) -> None:
+    assert_all_close(params(nat), params(ref), rel, what + " parameters")
+    s_nat, s_ref = nat.optimizer_state(), ref.optimizer_state()
+    assert s_nat["step"] == s_ref["step"]
+    for key in ("m_weights", "m_biases", "v_weights", "v_biases"):
+        assert_all_close(s_nat[key], s_ref[key], rel, f"{what} {key}")
+
+
+GRID = list(itertools.product(HIDDEN_ACTIVATIONS, OUTPUTS, DTYPES, [True, False]))
+GRID_IDS = [f"{h}-{lo}-{oa}-{np.dtype(d).name}-{'bias' if b else 'nobias'}"
+            for h, (lo, oa), d, b in GRID]
+
+
+# -- whole networks: every activation × loss × dtype × bias, on every ISA --------------------
+
+@pytest.mark.parametrize("hidden, output, dtype, bias", GRID, ids=GRID_IDS)
+def test_forward_loss_and_gradients(isa: str, hidden: str, output: tuple[str, str],
+                                    dtype: type, bias: bool) -> None:
+    spec, W, b, X, T = make_problem([7, 9, 6, 3], hidden, output, dtype, bias, rows=13)
+    nat, ref = both(spec, W, b)
+    rel = rel_tol(dtype)
+    assert_close(nat.forward(X), ref.forward(X), rel, "forward")
+    assert nat.loss(X, T) == pytest.approx(ref.loss(X, T), rel=rel, abs=rel)
+    (dW_n, db_n), (dW_r, db_r) = nat.gradients(X, T), ref.gradients(X, T)
+    assert_all_close(dW_n, dW_r, rel, "dW")
+    assert (db_n is None) == (db_r is None) == (not bias)
+    assert_all_close(db_n or [], db_r or [], rel, "db")
+    flat_n = np.empty(nat.n_parameters, dtype)
+    flat_r = np.empty(ref.n_parameters, dtype)
+    assert nat.gradients_into(X, T, flat_n) == pytest.approx(ref.gradients_into(X, T, flat_r),
+                                                            rel=rel, abs=rel)
+    assert_close(flat_n, flat_r, rel, "flat gradients")
+
+
+@pytest.mark.parametrize("hidden, output, dtype, bias", GRID, ids=GRID_IDS)
+def test_train_steps_of_every_optimizer(isa: str, hidden: str, output: tuple[str, str],
+                                        dtype: type, bias: bool) -> None:
+    spec, W, b, X, T = make_problem([6, 8, 5, 4], hidden, output, dtype, bias, rows=11, seed=1)
+    rel = rel_tol(dtype)
+    for name, make in OPTIMIZERS.items():
+        nat, ref = both(spec, W, b)
+        opt = make()
+        # Adam divides by √v: on near-zero gradients it turns float32 rounding into O(lr)
+        # differences, so float32 Adam is compared after one step only.
+        steps = 1 if name.startswith("adam") and dtype == np.float32 else 3
+        for step in range(steps):
+            loss_n, loss_r = nat.train_step(X, T, opt), ref.train_step(X, T, opt)
+            assert loss_n == pytest.approx(loss_r, rel=rel, abs=rel), (name, step)
+            assert_same_state(nat, ref, rel, f"{name} step {step}")
+
+
+@pytest.mark.parametrize("hidden, output, dtype, bias", GRID, ids=GRID_IDS)
+def test_fit_epoch_with_shuffle(isa: str, hidden: str, output: tuple[str, str], dtype: type,
+                                bias: bool) -> None:
+    spec, W, b, X, T = make_problem([5, 8, 3], hidden, output, dtype, bias, rows=37, seed=2)
+    nat, ref = both(spec, W, b)
+    opt = dp.SGD(lr=0.05, momentum=0.9)
+    rel = rel_tol(dtype)
+    for epoch in (0, 1):
+        loss_n = nat.fit_epoch(X, T, opt, 8, True, 5, epoch)
+        loss_r = ref.fit_epoch(X, T, opt, 8, True, 5, epoch)
+        assert loss_n == pytest.approx(loss_r, rel=10 * rel, abs=10 * rel)
+        assert_same_state(nat, ref, 10 * rel, f"epoch {epoch}")
+
+
+def test_apply_gradients_matches_train_step(isa: str) -> None:
+    spec, W, b, X, T = make_problem([6, 10, 3], "tanh", ("cross_entropy", "softmax"),
+                                    np.float64, True, rows=9)
+    nat, ref = both(spec, W, b)
+    stepped = native.Network(spec, W, b)
+    opt = dp.Adam(lr=0.01, weight_decay=0.01)
+    for _ in range(3):
+        flat = np.empty(nat.n_parameters)
+        nat.gradients_into(X, T, flat)
+        nat.apply_gradients(flat, opt)
+        ref.apply_gradients(flat, opt)
+        stepped.train_step(X, T, opt)
+    assert_same_state(nat, ref, 1e-12, "apply_gradients")
+    assert_all_close(params(nat), params(stepped), 1e-12, "train_step")
+
+
+# -- the per-layer loops of dp.ops -----------------------------------------------------------
+
+def layer_arrays(dtype: type, rows: int = 10, n_in: int = 13, n_out: int = 7, seed: int = 0
+                 ) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(rows, n_in)).astype(dtype)
+    W = rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)).astype(dtype)
+    b = rng.normal(0, 0.1, n_out).astype(dtype)
+    D = rng.normal(0, 0.1, (rows, n_out)).astype(dtype)
+    return A, W, b, D
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", list(HIDDEN_ACTIVATIONS) + ["softmax"])
+def test_forward_layer(isa: str, dtype: type, bias: bool, activation: str) -> None:
+    A, W, b, _ = layer_arrays(dtype)
+    bb = b if bias else None
+    assert_close(native.forward_layer(A, W, bb, activation, 0.1),
+                 reference.forward_layer(A, W, bb, activation, 0.1), rel_tol(dtype), activation)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss, activation", OUTPUTS)
+def test_output_delta(isa: str, dtype: type, loss: str, activation: str) -> None:
+    spec, W, b, X, T = make_problem([4, 5], "relu", (loss, activation), dtype, True, rows=9)
+    A = reference.Network(spec, W, b).forward(X)
+    assert_close(native.output_delta(A, T, loss, activation, 0.1),
+                 reference.output_delta(A, T, loss, activation, 0.1), rel_tol(dtype), loss)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+def test_delta(isa: str, dtype: type, activation: str) -> None:
+    A, W, b, D = layer_arrays(dtype)
+    A_prev = reference.forward_layer(A, np.eye(A.shape[1], dtype=dtype), None, activation, 0.1)
+    assert_close(native.delta(D, W, A_prev, activation, 0.1),
+                 reference.delta(D, W, A_prev, activation, 0.1), rel_tol(dtype), activation)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("rows", [1, 10, 300])  # 300 > kc: the split-k path of the update
+def test_update(isa: str, dtype: type, bias: bool, rows: int) -> None:
+    A, W, b, D = layer_arrays(dtype, rows=rows)
+    W_n, W_r = W.copy(), W.copy()
+    b_n, b_r = (b.copy(), b.copy()) if bias else (None, None)
+    native.update(W_n, b_n, A, D, 0.5)
+    reference.update(W_r, b_r, A, D, 0.5)
+    assert_close(W_n, W_r, rel_tol(dtype), "W")
+    if bias:
+        assert_close(b_n, b_r, rel_tol(dtype), "b")
+
+
+# -- random shapes: edges of the microkernel tiles and of the kc blocking --------------------
+
+EDGE_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 127, 128, 129, 255,
+              256, 257, 300]
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    sizes=st.lists(st.sampled_from(EDGE_SIZES), min_size=2, max_size=4),
+    rows=st.sampled_from(EDGE_SIZES),
+    hidden=st.sampled_from(HIDDEN_ACTIVATIONS),
+    output=st.sampled_from(OUTPUTS),
+    dtype=st.sampled_from(DTYPES),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_shapes(sizes: list[int], rows: int, hidden: str, output: tuple[str, str],
+                       dtype: type, bias: bool, seed: int) -> None:
+    if output[0] == "cross_entropy" and sizes[-1] == 1:
+        sizes = sizes[:-1] + [2]  # a one-class softmax is constant; still valid, just dull
+    spec, W, b, X, T = make_problem(sizes, hidden, output, dtype, bias, rows, seed)
+    rel = rel_tol(dtype)
+    ref = reference.Network(spec, W, b)
+    want_out, want_grads = ref.forward(X), ref.gradients(X, T)
+    opt = dp.SGD(lr=0.01, momentum=0.9)
+    ref.train_step(X, T, opt)
+    ref.train_step(X, T, opt)
+    for name in ISAS:
+        with using_isa(name):
+            nat = native.Network(spec, W, b)
+            assert_close(nat.forward(X), want_out, rel, f"{name} forward")
+            dW, db = nat.gradients(X, T)
+            assert_all_close(dW + (db or []), want_grads[0] + (want_grads[1] or []), rel,
+                             f"{name} gradients")
+            nat.train_step(X, T, opt)
+            nat.train_step(X, T, opt)
+            assert_all_close(params(nat), params(ref), rel, f"{name} after two steps")
+
+
+# -- epoch order, determinism, the GIL, copies --------------------------------------------------
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 8, 9, 100, 1023, 5000, 2**17 + 3])
+@pytest.mark.parametrize("seed, epoch", [(0, 0), (1, 0), (0, 1), (12345, 77),
+                                         (2**64 - 1, 2**64 - 1)])
+def test_epoch_order_matches_python(n: int, seed: int, epoch: int) -> None:
+    got = _native.epoch_order(n, seed, epoch)
+    want = shuffle.epoch_order(n, seed, epoch)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_epoch_orders_differ_between_epochs_and_are_permutations() -> None:
+    a, b = _native.epoch_order(1000, 3, 0), _native.epoch_order(1000, 3, 1)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(np.sort(a), np.arange(1000))
+
+
+def _train_big(dtype: type, threads: int) -> tuple[list[np.ndarray], float, np.ndarray]:
+    _native.set_num_threads(threads)
+    spec, W, b, X, T = make_problem([256, 512, 256, 10], "relu", ("cross_entropy", "softmax"),
+                                    dtype, True, rows=768, seed=3)
+    net = native.Network(spec, W, b)
+    loss = net.fit_epoch(X, T, dp.SGD(lr=0.05, momentum=0.9), 256, True, 1, 0)
+    net.train_step(X[:300], T[:300], dp.Adam(lr=1e-3))  # 300 rows: split-k in the update
+    return params(net), loss, net.forward(X)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bitwise_identical_for_1_2_and_3_threads(isa: str, dtype: type,
+                                                 restore_threads: None) -> None:
+    runs = [_train_big(dtype, threads) for threads in (1, 2, 3)]
+    for other in runs[1:]:
+        assert other[1] == runs[0][1]
+        for a, b in zip(other[0] + [other[2]], runs[0][0] + [runs[0][2]]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_gil_is_released_during_a_native_epoch() -> None:
+    spec, W, b, X, T = make_problem([128, 256, 10], "relu", ("cross_entropy", "softmax"),
+                                    np.float32, True, rows=1024)
+    net = native.Network(spec, W, b)
+    count = 0
+    running = True
+
+    def counter() -> None:
+        nonlocal count
+        while running:
+            count += 1
+
+    thread = threading.Thread(target=counter)
+    thread.start()
+    try:
+        time.sleep(0.01)
+        before = count
+        start = time.perf_counter()
+        epochs = 0
+        while time.perf_counter() - start < 0.3:  # long enough for many switch intervals
+            net.fit_epoch(X, T, dp.SGD(lr=0.01), 64, True, 0, epochs)
+            epochs += 1
+        counted = count - before
+    finally:
+        running = False
+        thread.join()
+    # Holding the GIL would leave the counter a few increments per 0.1 s progress check.
+    assert counted > 10_000, counted
+
+
+def test_validation_passes_a_c_contiguous_array_of_the_dtype_without_copying() -> None:
+    from deltaprop.validation import as_features
+
+    X = np.random.default_rng(0).normal(size=(20, 5))
+    assert as_features(X, 5, np.float64) is X
+    assert not np.shares_memory(as_features(X, 5, np.float32), X)
+    assert not np.shares_memory(as_features(np.asfortranarray(X), 5, np.float64), X)
+
+
+@pytest.mark.parametrize("convert, copied", [(lambda X: X, False),
+                                             (lambda X: X.astype(np.float32), True),
+                                             (np.asfortranarray, True)])
+def test_the_native_module_reads_c_contiguous_inputs_in_place(convert, copied: bool) -> None:
+    spec, W, b, X, _ = make_problem([512, 4], "relu", ("mse", "identity"), np.float64, True,
+                                    rows=2048)
+    net = native.Network(spec, W, b)
+    X = convert(X)
+    want = reference.Network(spec, W, b).forward(np.ascontiguousarray(X, np.float64))
+    tracemalloc.start()  # NumPy reports its allocations, so a conversion copy (8 MiB) shows
+    try:
+        out = net.forward(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (peak > X.size * 4) == copied, peak
+    assert_close(out, want, 1e-5 if X.dtype == np.float32 else 1e-12)
+
+
+def test_native_forward_accepts_views() -> None:
+    spec, W, b, X, _ = make_problem([6, 5, 3], "tanh", ("mse", "identity"), np.float64, True,
+                                    rows=40)
+    nat, ref = both(spec, W, b)
+    for view in (X[::3], X[:, :], X[5:17], np.asfortranarray(X)[2:9]):
+        assert_close(nat.forward(view), ref.forward(np.ascontiguousarray(view)), 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_update_works_in_place(dtype: type) -> None:
+    A, W, b, D = layer_arrays(dtype)
+    W0, b0 = W.copy(), b.copy()
+    dp.ops.update(W, b, A, D, lr=0.1, backend="native")
+    assert_close(W, W0 - dtype(0.1) * (A.T @ D), rel_tol(dtype))
+    assert_close(b, b0 - dtype(0.1) * D.sum(axis=0), rel_tol(dtype))
+
+
+@pytest.mark.parametrize("make_W", [
+    lambda W: np.asfortranarray(W),
+    lambda W: np.hstack([W, W])[:, ::2],
+    lambda W: W.astype(np.float32),
+    lambda W: W.astype(np.int64),
+], ids=["fortran", "strided", "float32", "int64"])
+def test_native_update_refuses_an_array_it_would_have_to_copy(make_W) -> None:
+    A, W, b, D = layer_arrays(np.float64)
+    bad = make_W(W)
+    before = bad.copy()
+    with pytest.raises(TypeError):
+        _native.update(bad, b, A, D, 0.1)
+    np.testing.assert_array_equal(bad, before)
+    if bad.dtype == np.float32:
+        return  # a float32 W is fine for dp.ops, which casts A_prev and D to it
+    # The public wrapper refuses too (ValueError for layout, TypeError for dtype), never a copy.
+    with pytest.raises((TypeError, ValueError)):
+        dp.ops.update(bad, None, A, D, 0.1, backend="native")
+    np.testing.assert_array_equal(bad, before)
