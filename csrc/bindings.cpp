@@ -55,8 +55,12 @@ OptimizerStep<T> optimizer_step(const py::object& opt) {
   const auto kind = opt.attr("kind").cast<std::string>();
   if (kind == "adam") {
     s.kind = OptimizerKind::adam;
-    s.beta1 = opt.attr("beta1").cast<T>();
-    s.beta2 = opt.attr("beta2").cast<T>();
+    s.beta1_exact = opt.attr("beta1").cast<double>();
+    s.beta2_exact = opt.attr("beta2").cast<double>();
+    s.beta1 = static_cast<T>(s.beta1_exact);
+    s.beta2 = static_cast<T>(s.beta2_exact);
+    s.one_minus_beta1 = static_cast<T>(1.0 - s.beta1_exact);
+    s.one_minus_beta2 = static_cast<T>(1.0 - s.beta2_exact);
     s.eps = opt.attr("eps").cast<T>();
   } else if (kind == "sgd") {
     s.momentum = opt.attr("momentum").cast<T>();

@@ -113,8 +113,8 @@ void Network<T>::begin_step(OptimizerStep<T>& opt) {
   }
   ++step;
   if (opt.kind == OptimizerKind::adam) {
-    opt.correction1 = static_cast<T>(1.0 - std::pow(double(opt.beta1), double(step)));
-    opt.correction2 = static_cast<T>(1.0 - std::pow(double(opt.beta2), double(step)));
+    opt.correction1 = static_cast<T>(1.0 - std::pow(opt.beta1_exact, double(step)));
+    opt.correction2 = static_cast<T>(1.0 - std::pow(opt.beta2_exact, double(step)));
   }
 }
 

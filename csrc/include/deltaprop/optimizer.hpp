@@ -20,6 +20,10 @@ struct OptimizerStep {
   T weight_decay = 0;
   T beta1 = T(0.9), beta2 = T(0.999), eps = T(1e-8);
   T correction1 = 1, correction2 = 1;  // 1 - beta1^t, 1 - beta2^t
+  // 1 − β and 1 − β^t from the double β the user gave, each rounded once to T: in float32,
+  // 1 − float(0.999) is 1.3e-5 (relative) away from 0.001, a bias in every second moment.
+  T one_minus_beta1 = T(0.1), one_minus_beta2 = T(0.001);
+  double beta1_exact = 0.9, beta2_exact = 0.999;
 
   bool uses_first_moment() const { return kind == OptimizerKind::adam || momentum != T(0); }
   bool uses_second_moment() const { return kind == OptimizerKind::adam; }
@@ -33,10 +37,11 @@ inline void apply_update(const OptimizerStep<T>& s, T* p, const T* grad, T* m, T
   const T wd = decay ? s.weight_decay : T(0);
   if (s.kind == OptimizerKind::adam) {
     const T b1 = s.beta1, b2 = s.beta2, c1 = s.correction1, c2 = s.correction2;
+    const T r1 = s.one_minus_beta1, r2 = s.one_minus_beta2;
     for (std::size_t j = 0; j < n; ++j) {
       const T g = grad[j] + wd * p[j];
-      m[j] = b1 * m[j] + (T(1) - b1) * g;
-      v[j] = b2 * v[j] + (T(1) - b2) * g * g;
+      m[j] = b1 * m[j] + r1 * g;
+      v[j] = b2 * v[j] + r2 * g * g;
       p[j] -= s.lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + s.eps);
     }
   } else if (s.momentum != T(0)) {
