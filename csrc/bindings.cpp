@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include "arguments.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/network.hpp"
@@ -22,56 +23,9 @@
 
 namespace py = pybind11;
 using namespace deltaprop;
+using namespace deltaprop::arguments;
 
 namespace {
-
-// Inputs: zero-copy when C-contiguous of the network's dtype, converted otherwise.
-template <typename T>
-using Input = py::array_t<T, py::array::c_style | py::array::forcecast>;
-// In-place outputs: exactly the right dtype and layout, or refused (never a silent copy).
-template <typename T>
-using InPlace = py::array_t<T, py::array::c_style>;
-
-std::string shape_of(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-void check_shape(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols) {
-  const bool ok = cols < 0 ? a.ndim() == 1 && a.shape(0) == rows
-                           : a.ndim() == 2 && (rows < 0 || a.shape(0) == rows) && a.shape(1) == cols;
-  if (ok && (cols < 0 || a.shape(0) > 0)) return;
-  std::string want = cols < 0 ? "(" + std::to_string(rows) + ",)"
-                              : "(" + (rows < 0 ? std::string("B > 0") : std::to_string(rows)) +
-                                    ", " + std::to_string(cols) + ")";
-  throw std::invalid_argument(std::string(name) + " must have shape " + want + "; got " +
-                              shape_of(a));
-}
-
-template <typename T>
-OptimizerStep<T> optimizer_step(const py::object& opt) {
-  OptimizerStep<T> s;
-  const auto kind = opt.attr("kind").cast<std::string>();
-  if (kind == "adam") {
-    s.kind = OptimizerKind::adam;
-    s.beta1_exact = opt.attr("beta1").cast<double>();
-    s.beta2_exact = opt.attr("beta2").cast<double>();
-    s.beta1 = static_cast<T>(s.beta1_exact);
-    s.beta2 = static_cast<T>(s.beta2_exact);
-    s.one_minus_beta1 = static_cast<T>(1.0 - s.beta1_exact);
-    s.one_minus_beta2 = static_cast<T>(1.0 - s.beta2_exact);
-    s.eps = opt.attr("eps").cast<T>();
-  } else if (kind == "sgd") {
-    s.momentum = opt.attr("momentum").cast<T>();
-    s.nesterov = opt.attr("nesterov").cast<bool>();
-  } else {
-    throw std::invalid_argument("unknown optimizer kind '" + kind + "'; expected sgd or adam");
-  }
-  s.lr = opt.attr("lr").cast<T>();
-  s.weight_decay = opt.attr("weight_decay").cast<T>();
-  return s;
-}
 
 template <typename T>
 py::list copy_out(const std::vector<Buffer<T>>& buffers, const std::vector<std::size_t>& sizes,
@@ -86,26 +40,61 @@ py::list copy_out(const std::vector<Buffer<T>>& buffers, const std::vector<std::
   return out;
 }
 
+// One checked array per layer, shaped like the weights (matrices) or the biases; nothing is
+// written until every array of every list has passed, so a bad list changes nothing.
 template <typename T>
-void copy_in(std::vector<Buffer<T>>& buffers, const py::list& arrays,
-             const std::vector<std::size_t>& sizes, bool matrices, const char* name) {
-  if (arrays.size() != buffers.size())
-    throw std::invalid_argument(std::string(name) + ": expected " +
-                                std::to_string(buffers.size()) + " arrays, got " +
-                                std::to_string(arrays.size()));
+std::vector<Input<T>> checked_layers(const py::handle& arrays, const std::vector<std::size_t>& sizes,
+                                     bool matrices, const std::string& name) {
+  if (!py::isinstance<py::list>(arrays) && !py::isinstance<py::tuple>(arrays))
+    throw py::type_error(name + " must be a list of arrays");
+  const auto list = py::reinterpret_borrow<py::sequence>(arrays);
+  const std::size_t layers = sizes.size() - 1;
+  if (list.size() != layers)
+    throw py::value_error(name + ": expected " + std::to_string(layers) + " arrays, got " +
+                          std::to_string(list.size()));
   std::vector<Input<T>> checked;
-  for (std::size_t l = 0; l < buffers.size(); ++l) {
-    auto a = Input<T>::ensure(arrays[l]);
-    if (!a) throw py::error_already_set();
-    const std::string what = std::string(name) + "[" + std::to_string(l) + "]";
+  for (std::size_t l = 0; l < layers; ++l) {
+    const std::string what = name + "[" + std::to_string(l) + "]";
+    Input<T> a = real_input<T>(list[l], what);
     if (matrices)
-      check_shape(a, what.c_str(), sizes[l], sizes[l + 1]);
+      check_shape(a, what, sizes[l], sizes[l + 1]);
     else
-      check_shape(a, what.c_str(), sizes[l + 1], -1);
+      check_shape(a, what, sizes[l + 1], -1);
+    check_finite(a, what);
     checked.push_back(a);
   }
+  return checked;
+}
+
+template <typename T>
+std::vector<Buffer<T>> to_buffers(const std::vector<Input<T>>& arrays) {
+  std::vector<Buffer<T>> out;
+  for (const auto& a : arrays) out.emplace_back(a.data(), a.data() + a.size());
+  return out;
+}
+
+template <typename T>
+void copy_into(std::vector<Buffer<T>>& buffers, const std::vector<Input<T>>& arrays) {
   for (std::size_t l = 0; l < buffers.size(); ++l)
-    std::memcpy(buffers[l].data(), checked[l].data(), buffers[l].size() * sizeof(T));
+    std::memcpy(buffers[l].data(), arrays[l].data(), buffers[l].size() * sizeof(T));
+}
+
+// X (rows × sizes[0]) and, when given, T (rows × sizes.back()): real, finite, and a workspace
+// of that many rows must be addressable.
+template <typename T>
+Input<T> features(const py::handle& x, const std::vector<std::size_t>& sizes) {
+  Input<T> a = real_input<T>(x, "X");
+  check_shape(a, "X", -1, sizes.front());
+  check_finite(a, "X");
+  return a;
+}
+
+template <typename T>
+Input<T> targets(const py::handle& t, const std::vector<std::size_t>& sizes, py::ssize_t rows) {
+  Input<T> a = real_input<T>(t, "T");
+  check_shape(a, "T", rows, sizes.back());
+  check_finite(a, "T");
+  return a;
 }
 
 // Pointers to each layer's W and b gradients inside one flat buffer: W_1, b_1, W_2, b_2, ...
@@ -120,41 +109,60 @@ void flat_layout(const Network<T>& net, T* flat, std::vector<T*>& dw, std::vecto
   }
 }
 
+// The network's mutex, taken without holding the GIL: a thread holding the mutex may be
+// waiting for the GIL (a progress callback), so waiting for the mutex with the GIL held could
+// deadlock. Used by the short calls that touch Python objects while they hold the lock.
+template <typename T>
+std::unique_lock<std::mutex> lock_network(Network<T>& net) {
+  std::unique_lock<std::mutex> lock(net.mutex, std::defer_lock);
+  if (!lock.try_lock()) {
+    py::gil_scoped_release release;
+    lock.lock();
+  }
+  return lock;
+}
+
 template <typename T>
 void bind_network(py::module_& m, const char* name) {
   using Net = Network<T>;
   py::class_<Net>(m, name, "A multilayer perceptron owning its parameters (see network.hpp).")
       .def(py::init([](std::vector<std::size_t> sizes, const std::vector<std::string>& acts,
                        const std::string& loss, double alpha, bool bias) {
-             for (std::size_t s : sizes)
-               if (s == 0) throw std::invalid_argument("layer sizes must be positive");
-             std::vector<Activation> parsed;
-             for (const auto& a : acts) parsed.push_back(activation_from_name(a));
-             return std::make_unique<Net>(std::move(sizes), std::move(parsed),
-                                          loss_from_name(loss), static_cast<T>(alpha), bias);
+             std::vector<Activation> parsed = architecture<T>(sizes, acts, loss, alpha);
+             try {
+               return std::make_unique<Net>(std::move(sizes), std::move(parsed),
+                                            loss_from_name(loss), static_cast<T>(alpha), bias);
+             } catch (const std::bad_alloc&) {
+               PyErr_SetString(PyExc_MemoryError, "not enough memory for the network's parameters");
+               throw py::error_already_set();
+             }
            }),
            py::arg("sizes"), py::arg("activations"), py::arg("loss"), py::arg("alpha"),
            py::arg("bias"))
       .def_property_readonly("sizes", &Net::sizes)
+      .def_property_readonly("has_bias", &Net::has_bias)
       .def("get_weights",
            [](Net& net) {
-             std::lock_guard<std::mutex> lock(net.mutex);
+             std::unique_lock<std::mutex> lock = lock_network(net);
              py::object biases = net.has_bias() ? py::object(copy_out(net.biases, net.sizes(), false))
                                                 : py::object(py::none());
              return py::make_tuple(copy_out(net.weights, net.sizes(), true), biases);
            })
       .def("set_weights",
-           [](Net& net, const py::list& weights, const py::object& biases) {
+           [](Net& net, const py::object& weights, const py::object& biases) {
              if (net.has_bias() == biases.is_none())
-               throw std::invalid_argument(net.has_bias() ? "this network has biases: pass them"
-                                                          : "this network has no biases: pass None");
-             std::lock_guard<std::mutex> lock(net.mutex);
-             copy_in(net.weights, weights, net.sizes(), true, "weights");
-             if (net.has_bias()) copy_in(net.biases, biases.cast<py::list>(), net.sizes(), false, "biases");
+               throw py::value_error(net.has_bias() ? "this network has biases: pass them"
+                                                    : "this network has no biases: pass None");
+             const auto w = checked_layers<T>(weights, net.sizes(), true, "weights");
+             std::vector<Input<T>> b;
+             if (net.has_bias()) b = checked_layers<T>(biases, net.sizes(), false, "biases");
+             std::unique_lock<std::mutex> lock = lock_network(net);
+             copy_into(net.weights, w);
+             if (net.has_bias()) copy_into(net.biases, b);
            })
       .def("forward",
-           [](Net& net, Input<T> x) {
-             check_shape(x, "X", -1, net.sizes().front());
+           [](Net& net, const py::object& x_in) {
+             const Input<T> x = features<T>(x_in, net.sizes());
              const std::size_t rows = x.shape(0);
              py::array_t<T> out({rows, net.sizes().back()});
              T* o = out.mutable_data();
@@ -166,17 +174,18 @@ void bind_network(py::module_& m, const char* name) {
              return out;
            })
       .def("loss",
-           [](Net& net, Input<T> x, Input<T> t) {
-             check_shape(x, "X", -1, net.sizes().front());
-             check_shape(t, "T", x.shape(0), net.sizes().back());
+           [](Net& net, const py::object& x_in, const py::object& t_in) {
+             const Input<T> x = features<T>(x_in, net.sizes());
+             const Input<T> t = targets<T>(t_in, net.sizes(), x.shape(0));
              py::gil_scoped_release release;
              std::lock_guard<std::mutex> lock(net.mutex);
              return net.loss(x.data(), t.data(), x.shape(0));
            })
       .def("gradients",
-           [](Net& net, Input<T> x, Input<T> t) {
-             check_shape(x, "X", -1, net.sizes().front());
-             check_shape(t, "T", x.shape(0), net.sizes().back());
+           [](Net& net, const py::object& x_in, const py::object& t_in) {
+             const Input<T> x = features<T>(x_in, net.sizes());
+             const Input<T> t = targets<T>(t_in, net.sizes(), x.shape(0));
+             check_workspace<T>(net.sizes(), x.shape(0));
              const auto& sizes = net.sizes();
              py::list dw, db;
              std::vector<T*> dw_ptr, db_ptr;
@@ -200,11 +209,14 @@ void bind_network(py::module_& m, const char* name) {
       .def_property_readonly("n_parameters", &Net::n_parameters)
       .def(
           "gradients_into",
-          [](Net& net, Input<T> x, Input<T> t, InPlace<T> out) {
-            check_shape(x, "X", -1, net.sizes().front());
-            check_shape(t, "T", x.shape(0), net.sizes().back());
+          [](Net& net, const py::object& x_in, const py::object& t_in, InPlace<T> out) {
+            const Input<T> x = features<T>(x_in, net.sizes());
+            const Input<T> t = targets<T>(t_in, net.sizes(), x.shape(0));
+            check_workspace<T>(net.sizes(), x.shape(0));
             check_shape(out, "out", static_cast<py::ssize_t>(net.n_parameters()), -1);
-            if (!out.writeable()) throw std::invalid_argument("out must be writeable");
+            if (!out.writeable()) throw py::value_error("out must be writeable");
+            if (overlaps(out, x) || overlaps(out, t))
+              throw py::value_error("out overlaps X or T; pass a separate buffer");
             std::vector<T*> dw, db;
             flat_layout(net, out.mutable_data(), dw, db);
             py::gil_scoped_release release;
@@ -217,6 +229,7 @@ void bind_network(py::module_& m, const char* name) {
           "apply_gradients",
           [](Net& net, InPlace<T> flat, const py::object& opt) {
             check_shape(flat, "gradients", static_cast<py::ssize_t>(net.n_parameters()), -1);
+            check_finite(flat, "gradients");
             const OptimizerStep<T> step = optimizer_step<T>(opt);
             std::vector<T*> dw, db;
             flat_layout(net, const_cast<T*>(flat.data()), dw, db);
@@ -228,9 +241,10 @@ void bind_network(py::module_& m, const char* name) {
           py::arg("gradients").noconvert(), py::arg("optimizer"),
           "One optimizer step from a flat gradient buffer (as gradients_into writes it).")
       .def("train_step",
-           [](Net& net, Input<T> x, Input<T> t, const py::object& opt) {
-             check_shape(x, "X", -1, net.sizes().front());
-             check_shape(t, "T", x.shape(0), net.sizes().back());
+           [](Net& net, const py::object& x_in, const py::object& t_in, const py::object& opt) {
+             const Input<T> x = features<T>(x_in, net.sizes());
+             const Input<T> t = targets<T>(t_in, net.sizes(), x.shape(0));
+             check_workspace<T>(net.sizes(), x.shape(0));
              const OptimizerStep<T> step = optimizer_step<T>(opt);
              py::gil_scoped_release release;
              std::lock_guard<std::mutex> lock(net.mutex);
@@ -238,12 +252,16 @@ void bind_network(py::module_& m, const char* name) {
            })
       .def(
           "fit_epoch",
-          [](Net& net, Input<T> x, Input<T> t, const py::object& opt, std::size_t batch_size,
-             bool shuffle, std::uint64_t seed, std::uint64_t epoch, const py::object& progress) {
-            check_shape(x, "X", -1, net.sizes().front());
-            check_shape(t, "T", x.shape(0), net.sizes().back());
-            if (batch_size == 0) throw std::invalid_argument("batch_size must be positive");
+          [](Net& net, const py::object& x_in, const py::object& t_in, const py::object& opt,
+             std::size_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch,
+             const py::object& progress) {
+            const Input<T> x = features<T>(x_in, net.sizes());
+            const Input<T> t = targets<T>(t_in, net.sizes(), x.shape(0));
+            if (batch_size == 0) throw py::value_error("batch_size must be positive");
+            check_workspace<T>(net.sizes(), std::min<std::size_t>(batch_size, x.shape(0)));
             const OptimizerStep<T> step = optimizer_step<T>(opt);
+            if (!progress.is_none() && !PyCallable_Check(progress.ptr()))
+              throw py::type_error("progress must be callable or None");
             // Between steps, at most every 0.1 s: take the GIL to let Ctrl-C through and to feed
             // the progress callback. A Python exception stops the epoch after a whole step.
             std::exception_ptr error;
@@ -277,7 +295,7 @@ void bind_network(py::module_& m, const char* name) {
           py::arg("shuffle"), py::arg("seed"), py::arg("epoch"), py::arg("progress") = py::none())
       .def("optimizer_state",
            [](Net& net) {
-             std::lock_guard<std::mutex> lock(net.mutex);
+             std::unique_lock<std::mutex> lock = lock_network(net);
              py::dict s;
              s["step"] = net.step;
              s["m_weights"] = copy_out(net.m_weights, net.sizes(), true);
@@ -288,47 +306,63 @@ void bind_network(py::module_& m, const char* name) {
            })
       .def("set_optimizer_state",
            [](Net& net, const py::dict& s) {
-             std::lock_guard<std::mutex> lock(net.mutex);
-             auto load = [&](std::vector<Buffer<T>>& moments, const std::vector<Buffer<T>>& params,
-                             const char* key, bool matrices) {
-               const py::list arrays = s[key].cast<py::list>();
-               moments.clear();
-               if (arrays.size() == 0) return;
-               for (const auto& p : params) moments.emplace_back(p.size(), T(0));
-               copy_in(moments, arrays, net.sizes(), matrices, key);
+             // Everything is read and checked into new buffers first; the network's state is
+             // replaced only when all of it is good.
+             auto moments = [&](const char* key, bool matrices) {
+               if (!s.contains(key)) throw py::value_error(std::string("optimizer state lacks '") + key + "'");
+               const py::object arrays = s[key];
+               if (py::len(arrays) == 0) return std::vector<Buffer<T>>{};
+               if (!matrices && !net.has_bias())
+                 throw py::value_error(std::string(key) + " must be empty: the network has no biases");
+               return to_buffers(checked_layers<T>(arrays, net.sizes(), matrices, key));
              };
+             auto m_w = moments("m_weights", true), m_b = moments("m_biases", false);
+             auto v_w = moments("v_weights", true), v_b = moments("v_biases", false);
+             if (!s.contains("step")) throw py::value_error("optimizer state lacks 'step'");
+             const auto step = s["step"].cast<std::int64_t>();
+             if (step < 0) throw py::value_error("optimizer state 'step' must be >= 0");
+             std::unique_lock<std::mutex> lock = lock_network(net);
              net.reset_optimizer();
-             load(net.m_weights, net.weights, "m_weights", true);
-             load(net.m_biases, net.biases, "m_biases", false);
-             load(net.v_weights, net.weights, "v_weights", true);
-             load(net.v_biases, net.biases, "v_biases", false);
-             net.step = s["step"].cast<std::int64_t>();
+             net.m_weights = std::move(m_w);
+             net.m_biases = std::move(m_b);
+             net.v_weights = std::move(v_w);
+             net.v_biases = std::move(v_b);
+             net.step = step;
              // Adam keeps second moments, SGD with momentum only a velocity (as reference.py).
              net.state_kind = !net.v_weights.empty()   ? static_cast<int>(OptimizerKind::adam)
                               : !net.m_weights.empty() ? static_cast<int>(OptimizerKind::sgd)
                                                        : -1;
            })
       .def("reset_optimizer", [](Net& net) {
-        std::lock_guard<std::mutex> lock(net.mutex);
+        std::unique_lock<std::mutex> lock = lock_network(net);
         net.reset_optimizer();
       });
 }
 
-// The per-layer loops of dp.ops, for one dtype.
+// The per-layer loops of dp.ops, for one dtype. Arrays are taken as they are (C-contiguous, of
+// this dtype; anything else is a TypeError from pybind11): deltaprop.ops converts first.
 template <typename T>
 void bind_ops(py::module_& m) {
+  auto check_alpha = [](double alpha) {
+    if (!(std::isfinite(alpha) && alpha >= 0))
+      throw py::value_error("alpha must be finite and >= 0; got " + std::to_string(alpha));
+    return static_cast<T>(alpha);
+  };
   m.def(
       "forward_layer",
-      [](InPlace<T> a_prev, InPlace<T> w, std::optional<InPlace<T>> b, const std::string& act,
-         double alpha) {
-        check_shape(w, "W", -1, w.ndim() == 2 ? w.shape(1) : -2);
+      [check_alpha](InPlace<T> a_prev, InPlace<T> w, std::optional<InPlace<T>> b,
+                    const std::string& act, double alpha) {
+        check_matrix(w, "W");
         check_shape(a_prev, "A_prev", -1, w.shape(0));
         const py::ssize_t rows = a_prev.shape(0), n = w.shape(1), k = w.shape(0);
         if (b) check_shape(*b, "b", n, -1);
         Epilogue<T> ep;
         ep.kind = EpilogueKind::bias_activation;
         ep.activation = activation_from_name(act);
-        ep.alpha = static_cast<T>(alpha);
+        ep.alpha = check_alpha(alpha);
+        check_finite(a_prev, "A_prev");
+        check_finite(w, "W");
+        if (b) check_finite(*b, "b");
         ep.bias = b ? b->data() : nullptr;
         py::array_t<T> out({rows, n});
         T* o = out.mutable_data();
@@ -344,27 +378,34 @@ void bind_ops(py::module_& m) {
       py::arg("activation"), py::arg("alpha"));
   m.def(
       "apply_activation",
-      [](InPlace<T> z, const std::string& act, double alpha) {
-        if (z.ndim() != 2) throw std::invalid_argument("z must be 2-D; got " + shape_of(z));
+      [check_alpha](InPlace<T> z, const std::string& act, double alpha) {
+        if (z.ndim() != 2) throw py::value_error("z must be 2-D; got " + shape_of(z));
         const Activation g = activation_from_name(act);
         if (g == Activation::softmax)
-          throw std::invalid_argument("apply_activation is elementwise; softmax is not");
+          throw py::value_error("apply_activation is elementwise; softmax is not");
+        const T a = check_alpha(alpha);
         py::array_t<T> out({z.shape(0), z.shape(1)});
         T* o = out.mutable_data();
         py::gil_scoped_release release;
-        apply_activation<T>(z.data(), o, z.shape(0), z.shape(1), g, static_cast<T>(alpha));
+        apply_activation<T>(z.data(), o, z.shape(0), z.shape(1), g, a);
         return out;
       },
       py::arg("z").noconvert(), py::arg("activation"), py::arg("alpha") = 0.01,
       "g(z) elementwise through the vectorised kernels of the ISA in use.");
   m.def(
       "output_delta",
-      [](InPlace<T> a, InPlace<T> t, const std::string& loss, const std::string& act,
-         double alpha) {
-        check_shape(a, "A_L", -1, a.ndim() == 2 ? a.shape(1) : -2);
+      [check_alpha](InPlace<T> a, InPlace<T> t, const std::string& loss, const std::string& act,
+                    double alpha) {
+        check_matrix(a, "A_L");
         check_shape(t, "T", a.shape(0), a.shape(1));
         const Loss l = loss_from_name(loss);
         const Activation g = activation_from_name(act);
+        // The same pairings a network accepts: the fused deltas of cross_entropy and
+        // binary_cross_entropy hold only for their own output activation.
+        architecture<T>({std::size_t(a.shape(1)), std::size_t(a.shape(1))}, {act}, loss, alpha);
+        const T al = check_alpha(alpha);
+        check_finite(a, "A_L");
+        check_finite(t, "T");
         const py::ssize_t rows = a.shape(0), n = a.shape(1);
         py::array_t<T> out({rows, n});
         T* d = out.mutable_data();
@@ -376,7 +417,7 @@ void bind_ops(py::module_& m) {
           for (py::ssize_t i = 0; i < rows * n; ++i) d[i] = (av[i] - tv[i]) * scale;
           if (l == Loss::mse)
             for (py::ssize_t r = 0; r < rows; ++r)
-              multiply_derivative_row(g, static_cast<T>(alpha), d + r * n, av + r * n, d + r * n, n);
+              multiply_derivative_row(g, al, d + r * n, av + r * n, d + r * n, n);
         }
         return out;
       },
@@ -384,15 +425,24 @@ void bind_ops(py::module_& m) {
       py::arg("alpha"));
   m.def(
       "delta",
-      [](InPlace<T> d, InPlace<T> w, InPlace<T> a_prev, const std::string& act, double alpha) {
-        check_shape(w, "W", -1, w.ndim() == 2 ? w.shape(1) : -2);
+      [check_alpha](InPlace<T> d, InPlace<T> w, InPlace<T> a_prev, const std::string& act,
+                    double alpha) {
+        check_matrix(w, "W");
         check_shape(d, "D", -1, w.shape(1));
         check_shape(a_prev, "A_prev", d.shape(0), w.shape(0));
         const py::ssize_t rows = d.shape(0), n_in = w.shape(0), n_out = w.shape(1);
         Epilogue<T> ep;
         ep.kind = EpilogueKind::derivative;
         ep.activation = activation_from_name(act);
-        ep.alpha = static_cast<T>(alpha);
+        // The derivative runs inside the GEMM's parallel epilogue, where nothing may throw.
+        if (ep.activation == Activation::softmax)
+          throw py::value_error("softmax has no elementwise derivative: delta takes the "
+                                "activation of a hidden layer (identity, sigmoid, tanh, relu, "
+                                "leaky_relu)");
+        ep.alpha = check_alpha(alpha);
+        check_finite(d, "D");
+        check_finite(w, "W");
+        check_finite(a_prev, "A_prev");
         ep.out = a_prev.data();
         py::array_t<T> out({rows, n_in});
         T* o = out.mutable_data();
@@ -408,13 +458,25 @@ void bind_ops(py::module_& m) {
   m.def(
       "update",
       [](InPlace<T> w, std::optional<InPlace<T>> b, InPlace<T> a_prev, InPlace<T> d, double lr) {
-        check_shape(w, "W", -1, w.ndim() == 2 ? w.shape(1) : -2);
+        check_matrix(w, "W");
         check_shape(d, "D", -1, w.shape(1));
         check_shape(a_prev, "A_prev", d.shape(0), w.shape(0));
         if (b) check_shape(*b, "b", w.shape(1), -1);
         if (!w.writeable() || (b && !b->writeable()))
-          throw std::invalid_argument("W and b are updated in place and must be writeable");
+          throw py::value_error("W and b are updated in place and must be writeable");
+        if (!(std::isfinite(lr) && lr > 0 && std::isfinite(static_cast<T>(lr))))
+          throw py::value_error("lr must be positive and finite; got " + std::to_string(lr));
+        for (const py::array* in : {static_cast<const py::array*>(&a_prev),
+                                    static_cast<const py::array*>(&d)})
+          if (overlaps(*in, w) || (b && overlaps(*in, *b)))
+            throw py::value_error("A_prev and D must not overlap the W or b being updated");
+        if (b && overlaps(w, *b)) throw py::value_error("W and b must not overlap");
+        check_finite(w, "W");
+        if (b) check_finite(*b, "b");
+        check_finite(a_prev, "A_prev");
+        check_finite(d, "D");
         const py::ssize_t rows = d.shape(0), n_in = w.shape(0), n_out = w.shape(1);
+        check_allocatable<T>(checked_product(n_in, n_out, "W is too large"), "the update's scratch");
         Epilogue<T> ep;
         ep.kind = EpilogueKind::optimizer;
         ep.param = w.mutable_data();
@@ -452,6 +514,8 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "epoch_order",
       [](std::size_t n, std::uint64_t seed, std::uint64_t epoch) {
+        check_allocatable<std::int64_t>(checked_product(n, 4, "n is too large"),
+                                        "the order of " + std::to_string(n) + " samples");
         std::vector<std::int64_t> order;
         {
           py::gil_scoped_release release;
@@ -463,7 +527,13 @@ PYBIND11_MODULE(_native, m) {
       },
       py::arg("n"), py::arg("seed"), py::arg("epoch"),
         "The sample order of one epoch (same as deltaprop.shuffle.epoch_order).");
-  m.def("set_num_threads", &set_max_threads, py::arg("n"));
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("number of threads must be >= 1; got " + std::to_string(n));
+        set_max_threads(n);
+      },
+      py::arg("n"));
   m.def("get_num_threads", &max_threads);
   m.def("select_isa", &select_isa, py::arg("name"),
         "Switch the kernels to another ISA this CPU supports (for tests and benchmarks).");
