@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -160,7 +161,22 @@ double Network<T>::output_pass(const T* t, std::size_t rows, bool with_delta) {
 }
 
 template <typename T>
-void Network<T>::backward_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
+void Network<T>::delta_pass(std::size_t rows) {
+  for (std::size_t l = n_layers(); l >= 2; --l) {  // D_{l-1} = (D_l W_lᵀ) ⊙ g'(A_{l-1})
+    const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
+    const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
+    Epilogue<T> ep;
+    ep.kind = EpilogueKind::derivative;
+    ep.activation = activations_[l - 2];
+    ep.alpha = alpha_;
+    ep.out = a_[l - 1].data();
+    gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out, row_major(d_[l].data(), n_out),
+            transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep);
+  }
+}
+
+template <typename T>
+void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                                const std::vector<T*>& db, const OptimizerStep<T>* opt) {
   const bool split_k = rows > static_cast<std::size_t>(gemm_kernel<T>().kc);
   for (std::size_t l = n_layers(); l >= 1; --l) {
@@ -169,16 +185,6 @@ void Network<T>::backward_pass(const T* x, std::size_t rows, const std::vector<T
     const T* a_prev = l == 1 ? x : a_[l - 1].data();
     const T* d = d_[l].data();
     const auto batch = static_cast<std::ptrdiff_t>(rows);
-
-    if (l > 1) {  // D_{l-1} = (D_l W_lᵀ) ⊙ g'(A_{l-1}), before W_l changes
-      Epilogue<T> ep;
-      ep.kind = EpilogueKind::derivative;
-      ep.activation = activations_[l - 2];
-      ep.alpha = alpha_;
-      ep.out = a_[l - 1].data();
-      gemm<T>(batch, n_in, n_out, row_major(d, n_out), transposed(weights[l - 1].data(), n_out),
-              d_[l - 1].data(), n_in, ep);
-    }
 
     // ∂E/∂W_l = A_{l-1}ᵀ D_l, stored or consumed by the optimizer in the epilogue.
     Epilogue<T> ep;
@@ -206,6 +212,113 @@ void Network<T>::backward_pass(const T* x, std::size_t rows, const std::vector<T
                      v_biases.empty() ? nullptr : v_biases[l - 1].data(), sizes_[l], false);
     }
   }
+}
+
+namespace {
+
+// max|p[i]|, or infinity if any is NaN or infinite. Eight lanes in a fixed pattern, so the
+// compiler vectorises both reductions without -ffast-math: a maximum, and a sum of p·0, which
+// is 0 for every finite p and NaN as soon as one is not.
+template <typename T>
+double max_abs(const T* p, std::size_t n) {
+  if (n < 32) {  // the lanes' setup and final reduction would cost more than they save
+    T m = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const T a = std::fabs(p[i]);
+      if (!(a <= std::numeric_limits<T>::max())) return std::numeric_limits<double>::infinity();
+      m = std::max(m, a);
+    }
+    return double(m);
+  }
+  T top[8] = {}, nan[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int u = 0; u < 8; ++u) {
+      const T a = std::fabs(p[i + u]);
+      top[u] = a > top[u] ? a : top[u];
+      nan[u] += p[i + u] * T(0);
+    }
+  for (; i < n; ++i) {
+    const T a = std::fabs(p[i]);
+    top[0] = a > top[0] ? a : top[0];
+    nan[0] += p[i] * T(0);
+  }
+  T m = 0, z = 0;
+  for (int u = 0; u < 8; ++u) {
+    m = std::max(m, top[u]);
+    z += nan[u];
+  }
+  return z == T(0) && m <= std::numeric_limits<T>::max() ? double(m)
+                                                         : std::numeric_limits<double>::infinity();
+}
+
+template <typename T>
+bool all_finite(const std::vector<Buffer<T>>& buffers) {
+  for (const auto& b : buffers)
+    if (!std::isfinite(max_abs(b.data(), b.size()))) return false;
+  return true;
+}
+
+}  // namespace
+
+template <typename T>
+bool Network<T>::update_is_safe(const T* x, std::size_t rows, const OptimizerStep<T>& opt) const {
+  // sqrt(max)/16: g² and the second moment stay finite, and the largest step lr·g is far below
+  // half an ulp of max(T), so adding it to a finite parameter cannot round to infinity.
+  const double limit = std::sqrt(double(std::numeric_limits<T>::max())) / 16;
+  const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
+  if (!(lr <= limit && decay <= 1)) return false;
+  for (std::size_t l = 1; l <= n_layers(); ++l) {
+    const double a = max_abs(l == 1 ? x : a_[l - 1].data(), rows * sizes_[l - 1]);
+    const double d = max_abs(d_[l].data(), rows * sizes_[l]);
+    const double bound = double(rows) * std::max(a, 1.0) * d;  // max(a, 1): the bias gradient
+    if (!(bound <= limit && lr * bound <= limit)) return false;
+  }
+  return true;
+}
+
+template <typename T>
+void Network<T>::save_snapshot() {
+  snapshot_.weights = weights;
+  snapshot_.biases = biases;
+  snapshot_.m_weights = m_weights;
+  snapshot_.m_biases = m_biases;
+  snapshot_.v_weights = v_weights;
+  snapshot_.v_biases = v_biases;
+  snapshot_.step = step;
+  snapshot_.state_kind = state_kind;
+}
+
+template <typename T>
+void Network<T>::restore_snapshot() {
+  weights.swap(snapshot_.weights);
+  biases.swap(snapshot_.biases);
+  m_weights.swap(snapshot_.m_weights);
+  m_biases.swap(snapshot_.m_biases);
+  v_weights.swap(snapshot_.v_weights);
+  v_biases.swap(snapshot_.v_biases);
+  step = snapshot_.step;
+  state_kind = snapshot_.state_kind;
+}
+
+template <typename T>
+bool Network<T>::state_is_finite() const {
+  return all_finite(weights) && all_finite(biases) && all_finite(m_weights) &&
+         all_finite(m_biases) && all_finite(v_weights) && all_finite(v_biases);
+}
+
+template <typename T>
+bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt) {
+  const bool careful = !update_is_safe(x, rows, opt);
+  if (careful) save_snapshot();
+  return careful;
+}
+
+template <typename T>
+bool Network<T>::guard_after_update(bool careful) {
+  if (!careful || state_is_finite()) return true;
+  restore_snapshot();
+  return false;
 }
 
 template <typename T>
@@ -238,7 +351,8 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
   reserve_rows(rows);
   forward_pass(x, rows);
   const double sum = output_pass(t, rows, true);
-  backward_pass(x, rows, dw, db, nullptr);
+  delta_pass(rows);
+  gradient_pass(x, rows, dw, db, nullptr);
   return sum / static_cast<double>(rows);
 }
 
@@ -269,9 +383,11 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
   forward_pass(x, rows);
   const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
   if (!std::isfinite(loss)) return loss;
+  delta_pass(rows);
+  const bool careful = guard_before_update(x, rows, opt);
   begin_step(opt);
-  backward_pass(x, rows, {}, {}, &opt);
-  return loss;
+  gradient_pass(x, rows, {}, {}, &opt);
+  return guard_after_update(careful) ? loss : std::numeric_limits<double>::quiet_NaN();
 }
 
 template <typename T>

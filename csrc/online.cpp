@@ -2,10 +2,11 @@
 // with no GEMM machinery, packing or parallel region, so tiny networks train at millions of
 // samples per second.
 //
-// Backward, per layer, is one pass over W_l: row i of the old W_l gives D_{l-1}[i] = W_l[i,:]·D_l
-// and is then updated in place with the gradient A_{l-1}[i] · D_l, so each weight is read and
-// written once per step.
+// Backward is two passes over the weights: every D_{l-1}[i] = W_l[i,:]·D_l from the old rows,
+// then each row updated in place with the gradient A_{l-1}[i] · D_l. Fusing them (one pass)
+// would update W_L before D_1 is known, and the divergence guard must see all deltas first.
 #include <cmath>
+#include <limits>
 
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/network.hpp"
@@ -59,18 +60,27 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
       output_row(loss_, activations_.back(), alpha_, a_[L].data(), t, d_[L].data(), sizes_[L], T(1));
   if (!std::isfinite(loss)) return loss;
 
+  // All deltas first, with the old weights: the divergence guard needs them before any update.
+  for (std::size_t l = L; l >= 2; --l) {
+    const std::size_t n_in = sizes_[l - 1], n_out = sizes_[l];
+    const T* w = weights[l - 1].data();
+    const T* d = d_[l].data();
+    T* d_prev = d_[l - 1].data();
+    for (std::size_t i = 0; i < n_in; ++i) d_prev[i] = dot(w + i * n_out, d, n_out);
+    multiply_derivative_row(activations_[l - 2], alpha_, d_prev, a_[l - 1].data(), d_prev, n_in);
+  }
+  const bool careful = guard_before_update(x, 1, opt);
+
   begin_step(opt);
   const bool plain_sgd = opt.kind == OptimizerKind::sgd && opt.momentum == T(0);
   for (std::size_t l = L; l >= 1; --l) {
     const std::size_t n_in = sizes_[l - 1], n_out = sizes_[l];
     const T* a_prev = l == 1 ? x : a_[l - 1].data();
     const T* d = d_[l].data();
-    T* d_prev = l > 1 ? d_[l - 1].data() : nullptr;
     T* w = weights[l - 1].data();
     T* row_gradient = reserve(row_gradient_, n_out);
     for (std::size_t i = 0; i < n_in; ++i) {
       T* w_row = w + i * n_out;
-      if (d_prev) d_prev[i] = dot(w_row, d, n_out);  // with the old row, before its update
       const T ai = a_prev[i];
       if (plain_sgd) {
         const T lr = opt.lr, wd = opt.weight_decay;
@@ -82,11 +92,11 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
                      v_weights.empty() ? nullptr : v_weights[l - 1].data() + at, n_out, true);
       }
     }
-    if (d_prev) multiply_derivative_row(activations_[l - 2], alpha_, d_prev, a_[l - 1].data(), d_prev, n_in);
     if (bias_)
       apply_update(opt, biases[l - 1].data(), d, m_biases.empty() ? nullptr : m_biases[l - 1].data(),
                    v_biases.empty() ? nullptr : v_biases[l - 1].data(), n_out, false);
   }
+  if (!guard_after_update(careful)) return std::numeric_limits<double>::quiet_NaN();
   return loss;
 }
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 
 class TrainingDiverged(FloatingPointError):
-    """A batch's loss was not finite during training.
+    """A batch's loss, or the update it would make, was not finite during training.
 
-    The update of that batch is not applied, so the network keeps the weights of the last good
-    step. ``epoch`` and ``batch`` say where it happened (``epoch`` is None outside ``fit``).
+    The update of that batch is not applied (or undone), so the network keeps the weights of
+    the last good step. ``epoch`` and ``batch`` say where it happened (``epoch`` is None
+    outside ``fit``).
     """
 
     def __init__(self, message: str, epoch: int | None = None, batch: int | None = None):
@@ -19,6 +20,7 @@ class TrainingDiverged(FloatingPointError):
 def diverged(epoch: int, batch: int) -> TrainingDiverged:
     """The error both backends raise when batch ``batch`` of epoch ``epoch`` diverges."""
     return TrainingDiverged(
-        f"training diverged in epoch {epoch}, batch {batch}: the loss was not finite; the "
-        "network keeps the weights of the last good step (try a lower learning rate)",
+        f"training diverged in epoch {epoch}, batch {batch}: the loss or the update was not "
+        "finite; the network keeps the weights of the last good step (try a lower learning "
+        "rate)",
         epoch=epoch, batch=batch)

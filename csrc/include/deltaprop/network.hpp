@@ -53,7 +53,9 @@ class Network {
   // Number of parameters: Σ weights + biases, the length of a flat gradient buffer.
   std::size_t n_parameters() const;
   // One optimizer step on one batch; returns the batch's loss before the update. A non-finite
-  // loss is returned without updating anything, so the network keeps its last good weights.
+  // loss is returned without updating anything, so the network keeps its last good weights;
+  // a step that would make a parameter or moment non-finite (an overflowing gradient under a
+  // finite loss) is undone and returns NaN.
   double train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt);
 
   // Called between steps of an epoch with the number of samples done; returning false stops
@@ -90,10 +92,34 @@ class Network {
   void forward_pass(const T* x, std::size_t rows);
   // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
   double output_pass(const T* t, std::size_t rows, bool with_delta);
-  // Backward from D_L: deltas with the old weights, then each layer's gradient GEMM, whose
-  // epilogue either stores the gradient (dw/db non-empty) or applies `opt` in place.
-  void backward_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
+  // Backward from D_L: every delta D_{L-1}..D_1 with the old weights first, then each layer's
+  // gradient GEMM, whose epilogue either stores the gradient (dw/db non-empty) or applies `opt`
+  // in place. All deltas exist before the first update, so the divergence guard can look at them.
+  void delta_pass(std::size_t rows);
+  void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt);
+
+  // The divergence guard. An update is provably finite when every gradient is bounded well
+  // below sqrt(max(T)) (so g², lr·g and the moments stay finite): |∂E/∂W_l| <= B·max|A_{l-1}|·
+  // max|D_l|, O(B·Σ n_l) to check. Only a step that fails the bound pays for a snapshot of the
+  // parameters and optimizer state, which is restored if the step did produce NaN or infinity.
+  bool update_is_safe(const T* x, std::size_t rows, const OptimizerStep<T>& opt) const;
+  struct Snapshot {
+    std::vector<Buffer<T>> weights, biases, m_weights, m_biases, v_weights, v_biases;
+    std::int64_t step = 0;
+    int state_kind = -1;
+  };
+  Snapshot snapshot_;
+  void save_snapshot();
+  void restore_snapshot();
+  bool state_is_finite() const;
+
+ public:
+  // Used by train_step and the online step around an update: the guard's two halves.
+  bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt);
+  bool guard_after_update(bool careful);
+
+ private:
   // Allocate the moments `opt` needs, count the step and fill in Adam's bias corrections.
   void begin_step(OptimizerStep<T>& opt);
   // train_step for one sample: matrix-vector loops, no GEMM, one copy per ISA (online.cpp).

@@ -11,6 +11,7 @@ accumulated in float64 and returned as a Python float.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -180,16 +181,19 @@ class Network:
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Return the output activations ``A_L``, shape ``(B, n_L)``."""
-        return self._forward(X)[0][-1]
+        with _overflow_is_reported():
+            return self._forward(X)[0][-1]
 
     def loss(self, X: np.ndarray, T: np.ndarray) -> float:
         """Return the mean loss over the rows of ``X``."""
-        return self._loss(self._forward(X)[1], T)
+        with _overflow_is_reported():
+            return self._loss(self._forward(X)[1], T)
 
     def gradients(self, X: np.ndarray, T: np.ndarray
                   ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Return ``([∂E/∂W_l], [∂E/∂b_l] or None)`` of the mean loss."""
-        return self._backward(self._forward(X)[0], T)
+        with _overflow_is_reported():
+            return self._backward(self._forward(X)[0], T)
 
     # -- training ----------------------------------------------------------------------------
 
@@ -197,14 +201,35 @@ class Network:
         """Take one optimizer step on the batch; return its loss before the update.
 
         Every gradient is computed before any parameter changes, so ``D_{l-1}`` uses the old
-        ``W_l`` (DESIGN §1).
+        ``W_l`` (DESIGN §1). A non-finite loss is returned without an update; a step that would
+        leave a parameter or moment non-finite is undone and returns NaN.
         """
-        A, Z_L = self._forward(X)
-        loss = self._loss(Z_L, T)
-        if not np.isfinite(loss):  # keep the last good weights; fit_epoch reports divergence
-            return loss
-        self._apply(*self._backward(A, T), optimizer)
+        with _overflow_is_reported():
+            A, Z_L = self._forward(X)
+            loss = self._loss(Z_L, T)
+            if not np.isfinite(loss):  # keep the last good weights; fit_epoch reports divergence
+                return loss
+            before = self._snapshot()
+            self._apply(*self._backward(A, T), optimizer)
+        # A finite loss can still overflow a gradient or a moment: undo such a step.
+        if not all(np.isfinite(a).all() for a in self._snapshot()[1]):
+            self._restore(before)
+            return math.nan
         return loss
+
+    def _snapshot(self) -> tuple[dict, list[np.ndarray]]:
+        """Copies of the parameters and optimizer state (and, second, a flat list of them)."""
+        params = _interleave(self.weights, self.biases)
+        state = {"params": [p.copy() for p in params], "kind": self._state_kind,
+                 "state": self.optimizer_state()}
+        return state, state["params"] + [a for k in _MOMENTS for a in state["state"][k]]
+
+    def _restore(self, snapshot: tuple[dict, list[np.ndarray]]) -> None:
+        saved = snapshot[0]
+        for p, old in zip(_interleave(self.weights, self.biases), saved["params"]):
+            p[...] = old
+        self.set_optimizer_state(saved["state"])
+        self._state_kind = saved["kind"]
 
     def gradients_into(self, X: np.ndarray, T: np.ndarray, out: np.ndarray) -> float:
         """Write the mean-loss gradients into the flat ``out``; return the mean loss.
@@ -331,6 +356,12 @@ class Network:
 
 
 _MOMENTS = ("m_weights", "m_biases", "v_weights", "v_biases")
+
+
+def _overflow_is_reported() -> np.errstate:
+    """Overflow to inf and the NaN after it are results here, not warnings: a non-finite loss
+    is returned (and fit raises TrainingDiverged), as the native backend does."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 def _interleave(weights: list[np.ndarray], biases: list[np.ndarray] | None

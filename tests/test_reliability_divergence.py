@@ -1,0 +1,136 @@
+"""Divergence: training that turns to NaN or infinity stops with TrainingDiverged naming the
+epoch and batch, and the network keeps the weights (and optimizer state) of the last good step.
+
+A finite loss does not make a finite step: an overflowing gradient or learning rate can still
+turn a weight into infinity. Both backends undo such a step (the native one snapshots only the
+steps whose gradient bound says they might overflow). No NumPy RuntimeWarning escapes the
+reference backend on the way (pytest turns warnings into errors here).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+from deltaprop.backends import native, reference
+from deltaprop.spec import NetSpec
+
+BACKENDS = {"native": native, "reference": reference}
+OPTIMIZERS = [lambda: dp.SGD(lr=0.01), lambda: dp.SGD(lr=0.01, momentum=0.9),
+              lambda: dp.Adam(lr=0.01)]
+
+
+def state(net) -> list[np.ndarray]:
+    W, b = net.get_weights()
+    s = net.optimizer_state()
+    return W + (b or []) + [a for k in sorted(s) if k != "step" for a in s[k]] + [s["step"]]
+
+
+def assert_same(a: list, b: list) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def problem(dtype: str, seed: int = 0):
+    spec = NetSpec.build([2, 3, 1], activation="identity", loss="mse", dtype=dtype)
+    rng = np.random.default_rng(seed)
+    W = [rng.normal(0, 0.5, (2, 3)).astype(dtype), rng.normal(0, 0.5, (3, 1)).astype(dtype)]
+    b = [np.zeros(3, dtype), np.zeros(1, dtype)]
+    X = rng.normal(size=(24, 2)).astype(dtype)
+    T = rng.normal(size=(24, 1)).astype(dtype)
+    return spec, W, b, X, T
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 4])  # the online path and the GEMM path
+@pytest.mark.parametrize("make_opt", OPTIMIZERS)
+def test_an_overflowing_gradient_under_a_finite_loss_is_undone(backend: str, rows: int,
+                                                               make_opt) -> None:
+    spec, W, b, X, T = problem("float32")
+    net = BACKENDS[backend].Network(spec, W, b)
+    opt = make_opt()
+    net.train_step(X[:rows], T[:rows], opt)  # some optimizer state to keep
+    before = state(net)
+    # 1e20 is a finite float32; the output error (~1e20) squares to ~1e40 — finite in the
+    # native loss's double accumulator, infinite in float32 — and the gradient A·D overflows.
+    Xb = np.full((rows, 2), 1e20, np.float32)
+    loss = net.train_step(Xb, T[:rows], opt)
+    assert not math.isfinite(loss)
+    assert_same(before, state(net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 5])
+def test_an_overflowing_learning_rate_under_a_finite_loss_is_undone(backend: str,
+                                                                    rows: int) -> None:
+    spec, W, b, X, T = problem("float64")
+    net = BACKENDS[backend].Network(spec, W, b)
+    before = state(net)
+    loss = net.train_step(X[:rows] * 100, T[:rows], dp.SGD(lr=1e308))
+    assert math.isnan(loss)  # the loss itself was finite: the step was undone
+    assert math.isfinite(net.loss(X[:rows], T[:rows]))
+    assert_same(before, state(net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fit_names_the_epoch_and_batch_and_keeps_the_last_good_step(backend: str,
+                                                                     batch_size: int,
+                                                                     dtype: str) -> None:
+    spec, W, b, X, T = problem(dtype)
+    bad_batch = 3
+    X = X.copy()
+    X[bad_batch * batch_size] = 1e20 if dtype == "float32" else 1e200
+    y = T[:, 0]
+    net = dp.MLP([2, 3, 1], activation="identity", loss="mse", dtype=dtype, backend=backend)
+    net.set_weights(W, b)
+    opt = dp.SGD(lr=0.01, momentum=0.5)
+    net.fit(X[-8:], y[-8:], epochs=1, batch_size=batch_size, optimizer=opt, shuffle=False)
+    with pytest.raises(dp.TrainingDiverged, match=rf"epoch 1, batch {bad_batch}\b") as exc:
+        net.fit(X, y, epochs=3, batch_size=batch_size, optimizer=opt, shuffle=False)
+    assert isinstance(exc.value, FloatingPointError)
+    assert (exc.value.epoch, exc.value.batch) == (1, bad_batch)
+    assert exc.value.history.epochs == 0
+
+    # The same steps without the bad batch: identical weights and optimizer state.
+    twin = dp.MLP([2, 3, 1], activation="identity", loss="mse", dtype=dtype, backend=backend)
+    twin.set_weights(W, b)
+    opt2 = dp.SGD(lr=0.01, momentum=0.5)
+    twin.fit(X[-8:], y[-8:], epochs=1, batch_size=batch_size, optimizer=opt2, shuffle=False)
+    good = bad_batch * batch_size
+    twin.fit(X[:good], y[:good], epochs=1, batch_size=batch_size, optimizer=opt2, shuffle=False)
+    assert_same(state(net._net), state(twin._net))
+    assert all(np.isfinite(a).all() for a in state(net._net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_divergence_from_a_huge_rate_raises_without_warnings(backend: str) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 5))
+    y = X @ np.arange(1.0, 6.0)
+    net = dp.MLP([5, 16, 1], loss="mse", backend=backend, dtype="float64")
+    with pytest.raises(dp.TrainingDiverged) as exc:
+        net.fit(X, y, epochs=50, batch_size=8, optimizer=dp.SGD(lr=10.0))
+    assert exc.value.epoch is not None and exc.value.batch is not None
+    W, b = net.get_weights()
+    assert all(np.isfinite(a).all() for a in W + b)
+    net.forward(X)  # still usable
+
+
+def test_native_and_reference_keep_the_same_weights_after_divergence() -> None:
+    spec, W, b, X, T = problem("float64")
+    X = X.copy()
+    X[10] = 1e200
+    nets = [m.Network(spec, W, b) for m in (native, reference)]
+    for net in nets:
+        with pytest.raises(dp.TrainingDiverged) as exc:
+            net.fit_epoch(X, T, dp.Adam(lr=0.01), 3, True, 7, 0)
+    got, want = state(nets[0]), state(nets[1])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+    assert exc.value.batch is not None
