@@ -69,9 +69,10 @@ def rewrite(path: Path, change) -> None:
     """Rewrite a saved model with ``change(arrays, metadata)`` applied."""
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
-    meta = json.loads(str(arrays["metadata"]))
+    original = arrays["metadata"]
+    meta = json.loads(str(original))
     change(arrays, meta)
-    if "metadata" in arrays:
+    if arrays.get("metadata") is original:  # a change may replace the entry itself
         arrays["metadata"] = np.array(json.dumps(meta))
     with open(path, "wb") as f:
         np.savez(f, **arrays)
@@ -80,7 +81,11 @@ def rewrite(path: Path, change) -> None:
 CORRUPTIONS = {
     "no metadata": (lambda a, m: a.pop("metadata"), "no 'metadata'"),
     "foreign format": (lambda a, m: m.update(format="keras"), "not a deltaprop model"),
-    "newer version": (lambda a, m: m.update(format_version=2), "format_version 2"),
+    "newer version": (lambda a, m: m.update(format_version=3), "format_version 3"),
+    "bool version": (lambda a, m: m.update(format_version=True), "format_version True"),
+    "negative epochs": (lambda a, m: m.update(epochs_seen=-1), "'epochs_seen' is negative"),
+    "truncated json": (lambda a, m: a.update(metadata=np.array('{"format": "delta')),
+                       "not valid JSON"),
     "missing field": (lambda a, m: m.pop("loss"), "lacks 'loss'"),
     "wrong field type": (lambda a, m: m.update(bias="yes"), "'bias' has the wrong type"),
     "bad activation": (lambda a, m: m.update(activations=["tanh", "gelu", "softmax"]),
@@ -127,3 +132,126 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
 def test_save_checks_its_argument(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="MLP"):
         io.save({"W": 1}, tmp_path / "x.npz")
+
+
+# -- resuming training ------------------------------------------------------------------------
+
+OPTIMIZERS = {"sgd": lambda: dp.SGD(lr=0.05), "momentum": lambda: dp.SGD(lr=0.05, momentum=0.9),
+              "nesterov": lambda: dp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+              "adam": lambda: dp.Adam(lr=0.01, weight_decay=1e-4)}
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_resuming_equals_not_stopping(backend: str, opt: str, bias: bool,
+                                      tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+
+    def fresh() -> dp.MLP:
+        return dp.MLP([4, 7, 3], activation="tanh", backend=backend, bias=bias, seed=5)
+
+    straight, optimizer = fresh(), OPTIMIZERS[opt]()
+    straight.fit(X, y, epochs=5, batch_size=16, optimizer=optimizer)
+
+    first, optimizer = fresh(), OPTIMIZERS[opt]()
+    first.fit(X, y, epochs=2, batch_size=16, optimizer=optimizer)
+    dp.save(first, tmp_path / "run.npz", optimizer=optimizer)
+    resumed, restored = dp.load(tmp_path / "run.npz", with_optimizer=True)
+    assert restored == optimizer and restored is not optimizer
+    resumed.fit(X, y, epochs=3, batch_size=16, optimizer=restored)
+    for a, b in zip(params(resumed), params(straight)):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_resume_on_the_other_backend(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    net, opt = dp.MLP([4, 5, 3], dtype="float64", seed=1), dp.Adam(lr=0.01)
+    net.fit(X, y, epochs=2, batch_size=10, optimizer=opt)
+    dp.save(net, tmp_path / "m.npz", optimizer=opt)
+    ref, ref_opt = dp.load(tmp_path / "m.npz", backend="reference", with_optimizer=True)
+    net.fit(X, y, epochs=2, batch_size=10, optimizer=opt)
+    ref.fit(X, y, epochs=2, batch_size=10, optimizer=ref_opt)
+    for a, b in zip(params(ref), params(net)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_optimizer_argument_rules(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    net = dp.MLP([2, 3, 2], backend="reference")
+    dp.save(net, path, optimizer=dp.Adam())  # never trained: saved with an empty state
+    loaded, opt = dp.load(path, with_optimizer=True)
+    assert opt == dp.Adam() and loaded._net.optimizer_state()["step"] == 0
+    dp.save(net, path)
+    assert dp.load(path, with_optimizer=True)[1] is None
+    net.train_step(np.ones((2, 2)), [0, 1], dp.SGD(momentum=0.5))
+    with pytest.raises(ValueError, match="not the one this network last trained with"):
+        dp.save(net, path, optimizer=dp.SGD(momentum=0.5))
+    with pytest.raises(TypeError, match="SGD or deltaprop.Adam"):
+        dp.save(net, path, optimizer="adam")
+
+
+def adam_file(tmp_path: Path) -> Path:
+    path = tmp_path / "m.npz"
+    net, opt = trained("reference"), dp.Adam()
+    net.train_step(np.ones((2, 4)), [0, 1], opt)
+    dp.save(net, path, optimizer=opt)
+    return path
+
+
+OPTIMIZER_CORRUPTIONS = {
+    "unknown kind": (lambda a, m: m["optimizer"].update(kind="rmsprop"), "unknown optimizer"),
+    "bad params": (lambda a, m: m["optimizer"]["params"].update(lr=-1), "invalid parameters"),
+    "extra param": (lambda a, m: m["optimizer"]["params"].update(rho=1), "invalid parameters"),
+    "negative step": (lambda a, m: m["optimizer"].update(step=-2), "'step' is out of range"),
+    "partial moments": (lambda a, m: m["optimizer"].update(moments=["m_weights"]),
+                        "keeps none or"),
+    "missing moment": (lambda a, m: a.pop("v_biases1"), r"missing \['v_biases1'\]"),
+    "moment shape": (lambda a, m: a.update(m_weights0=a["m_weights0"].T.copy()),
+                     "m_weights0 has shape"),
+    "moment nan": (lambda a, m: a["m_biases0"].__setitem__(0, np.inf), "not finite"),
+    "negative v": (lambda a, m: a["v_weights1"].__setitem__((0, 0), -1.0), "negative"),
+    "optimizer not a dict": (lambda a, m: m.update(optimizer=[1]), "'optimizer' has the wrong"),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTIMIZER_CORRUPTIONS))
+def test_bad_optimizer_state_is_refused(case: str, tmp_path: Path) -> None:
+    change, match = OPTIMIZER_CORRUPTIONS[case]
+    path = adam_file(tmp_path)
+    rewrite(path, change)
+    with pytest.raises(ValueError, match=match):
+        dp.load(path, with_optimizer=True)
+
+
+def test_version_1_files_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    net = trained("reference")
+    dp.save(net, path)
+    rewrite(path, lambda a, m: [m.pop("epochs_seen"), m.pop("optimizer"),
+                                m.update(format_version=1)])
+    old = dp.load(path)
+    assert old._epochs_seen == 0
+    for a, b in zip(params(old), params(net)):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_interrupted_write_leaves_the_old_file(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash after part of the archive is written: the partial temp file is removed."""
+    path = tmp_path / "model.npz"
+    dp.save(trained("reference"), path)
+    before = path.read_bytes()
+    real_savez = np.savez
+
+    def dies_halfway(f, **arrays: np.ndarray) -> None:
+        real_savez(f, **arrays)
+        f.truncate(f.tell() // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        dp.save(trained("reference", bias=False), path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.npz"]
+    assert isinstance(dp.load(path), dp.MLP)
