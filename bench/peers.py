@@ -1,0 +1,307 @@
+"""The contenders, and the worker process each one runs in.
+
+``python bench/peers.py PEER`` is started by run.py once per peer; it reads one JSON command
+per line on stdin and answers one JSON line. Each peer lives in its own process so that no two
+OpenMP runtimes (deltaprop's libgomp, PyTorch's bundled one) or BLAS thread pools share an
+address space and spin against each other, and so a crashing peer only loses its own column.
+
+A peer's ``unit(n, epochs)`` trains ``epochs`` epochs over the first ``n`` samples and returns
+the seconds it took; run.py calibrates ``n`` so one unit takes a fixed time, then interleaves
+the repeats of all peers, so a slow period of a shared machine hits every column alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workloads import Workload, by_name, make_data  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+class Skip(Exception):
+    """The peer does not apply to this workload (or is not installed)."""
+
+
+class Peer:
+    def __init__(self, w: Workload, quick: bool, threads: int):
+        self.w = w
+        self.X, self.labels, self.T = make_data(w, quick)
+
+    def unit(self, n: int, epochs: int) -> float:
+        raise NotImplementedError
+
+
+class Deltaprop(Peer):
+    """``MLP.fit`` — what a user calls; ``backend`` picks native or reference."""
+
+    backend = "native"
+
+    def __init__(self, w, quick, threads):
+        super().__init__(w, quick, threads)
+        import deltaprop as dp
+
+        dp.set_num_threads(threads)
+        out = None if w.output == "softmax" else w.output
+        self.net = dp.MLP(list(w.sizes), activation=w.hidden, loss=w.loss, output_activation=out,
+                          dtype="float32", backend=self.backend, seed=0)
+        self.opt = dp.Adam(lr=w.lr) if w.optimizer == "adam" else dp.SGD(lr=w.lr)
+        self.y = self.labels if w.loss == "cross_entropy" else self.T
+
+    def unit(self, n, epochs):
+        t0 = time.perf_counter()
+        self.net.fit(self.X[:n], self.y[:n], epochs=epochs, batch_size=self.w.batch,
+                     optimizer=self.opt, shuffle=True)
+        return time.perf_counter() - t0
+
+
+class Reference(Deltaprop):
+    backend = "reference"
+
+
+class DeltapropEpoch(Deltaprop):
+    """The backend's ``fit_epoch`` on dense targets: ``fit`` minus its Python-side checks."""
+
+    def __init__(self, w, quick, threads):
+        super().__init__(w, quick, threads)
+        self.net._use(self.opt)
+        self.epoch = 0
+
+    def unit(self, n, epochs):
+        X, T, backend = self.X[:n], self.T[:n], self.net._net
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            backend.fit_epoch(X, T, self.opt, self.w.batch, True, 0, self.epoch)
+            self.epoch += 1
+        return time.perf_counter() - t0
+
+
+class Torch(Peer):
+    """PyTorch eager on the CPU: nn.Sequential, torch.optim, the canonical training loop."""
+
+    def __init__(self, w, quick, threads):
+        super().__init__(w, quick, threads)
+        try:
+            import torch
+        except ImportError as exc:
+            raise Skip("torch not installed") from exc
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        nn, self.torch = torch.nn, torch
+        acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+        layers = []
+        for i, (a, b) in enumerate(zip(w.sizes[:-1], w.sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            last = i == len(w.sizes) - 2
+            if not last:
+                layers.append(acts[w.hidden]())
+            elif w.output != "softmax":  # CrossEntropyLoss applies log-softmax itself
+                layers.append(acts[w.output]())
+        self.model = nn.Sequential(*layers)
+        params = self.model.parameters()
+        self.opt = (torch.optim.Adam(params, lr=w.lr) if w.optimizer == "adam"
+                    else torch.optim.SGD(params, lr=w.lr))
+        self.Xt = torch.from_numpy(self.X)
+        if w.loss == "cross_entropy":
+            self.yt = torch.from_numpy(self.labels)
+            self.lossfn = nn.CrossEntropyLoss()
+        else:
+            self.yt = torch.from_numpy(self.T)
+            mse = nn.MSELoss(reduction="sum")
+            self.lossfn = lambda out, t: 0.5 / out.shape[0] * mse(out, t)  # DESIGN §1's mse
+
+    def unit(self, n, epochs):
+        torch, B = self.torch, self.w.batch
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            perm = torch.randperm(n)
+            for start in range(0, n, B):
+                idx = perm[start:start + B]
+                self.opt.zero_grad(set_to_none=True)
+                loss = self.lossfn(self.model(self.Xt[idx]), self.yt[idx])
+                loss.backward()
+                self.opt.step()
+        return time.perf_counter() - t0
+
+
+class Sklearn(Peer):
+    """scikit-learn's MLPClassifier, one ``partial_fit`` per epoch, float32 input kept."""
+
+    def __init__(self, w, quick, threads):
+        super().__init__(w, quick, threads)
+        if w.loss != "cross_entropy" or w.hidden not in ("relu", "tanh"):
+            raise Skip("MLPClassifier has no sigmoid-output mse model")
+        from sklearn.neural_network import MLPClassifier
+        from threadpoolctl import threadpool_limits
+
+        self.limits = threadpool_limits(threads)  # kept alive: the limit lasts as long
+        common = dict(hidden_layer_sizes=w.sizes[1:-1], activation=w.hidden, alpha=0.0,
+                      batch_size=w.batch, learning_rate_init=w.lr, shuffle=True, random_state=0)
+        if w.optimizer == "adam":
+            self.clf = MLPClassifier(solver="adam", **common)
+        else:
+            self.clf = MLPClassifier(solver="sgd", momentum=0.0, nesterovs_momentum=False,
+                                     learning_rate="constant", **common)
+        self.classes = np.arange(w.sizes[-1])
+
+    def unit(self, n, epochs):
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            self.clf.partial_fit(self.X[:n], self.labels[:n], classes=self.classes)
+        return time.perf_counter() - t0
+
+
+class Numpy(Peer):
+    def __init__(self, w, quick, threads):
+        super().__init__(w, quick, threads)
+        from numpy_loop import NumpyMLP
+        from threadpoolctl import threadpool_limits
+
+        self.limits = threadpool_limits(threads)
+        self.net = NumpyMLP(w.sizes, w.hidden, w.output, w.loss, w.optimizer, w.lr)
+        self.rng = np.random.default_rng(0)
+
+    def unit(self, n, epochs):
+        X, T = self.X[:n], self.T[:n]
+        t0 = time.perf_counter()
+        with np.errstate(over="ignore"):
+            for _ in range(epochs):
+                self.net.fit_epoch(X, T, self.w.batch, self.rng)
+        return time.perf_counter() - t0
+
+
+def fann_binary() -> Path:
+    """Compile bench/fann_bench.c against Debian's libfann-dev (float build), once."""
+    exe = HERE / "build" / "fann_bench"
+    src = HERE / "fann_bench.c"
+    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
+        return exe
+    exe.parent.mkdir(exist_ok=True)
+    cmd = ["cc", "-O2", "-o", str(exe), str(src), "-lfloatfann", "-lm"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise Skip("FANN not installed (apt-get install libfann-dev): "
+                   + res.stderr.strip().splitlines()[-1][:120])
+    return exe
+
+
+class Fann(Peer):
+    """FANN's incremental training in C; single-threaded (FANN has no threads)."""
+
+    def __init__(self, w, quick, threads):
+        if w.batch != 1:
+            raise Skip("FANN trains online only here")
+        self.w, self.exe = w, fann_binary()
+
+    def unit(self, n, epochs):
+        # The C program times its own epochs, so process start-up is not counted.
+        args = [str(self.exe), ",".join(map(str, self.w.sizes)), self.w.hidden, self.w.output,
+                str(n), str(epochs), "1"]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        rate = float(out.split()[1])
+        return n * epochs / rate
+
+
+PEERS = {"native": Deltaprop, "native_epoch": DeltapropEpoch, "reference": Reference,
+         "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann}
+
+
+def gemm_times(shape: tuple[int, int, int], impl: str, threads: int, budget: float) -> list:
+    """Seconds per call of C = A·W, repeated for ``budget`` seconds (at least 5 calls)."""
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    A = rng.random((m, k), dtype=np.float32)
+    W = rng.random((k, n), dtype=np.float32)
+    if impl == "native":
+        import deltaprop as dp
+        from deltaprop import _native
+
+        dp.set_num_threads(threads)
+        def call():
+            return _native.forward_layer(A, W, None, "identity", 0.0)
+    else:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+        def call():
+            return A @ W
+    call()
+    times, end = [], time.perf_counter() + budget
+    while len(times) < 5 or (time.perf_counter() < end and len(times) < 2000):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def weights_digest(workload: str, quick: bool, threads: int) -> str:
+    """Hash of the weights after one seeded epoch: equal hashes across thread counts show the
+    bitwise thread-count invariance DESIGN §2 promises."""
+    import hashlib
+
+    w = by_name(workload, quick)
+    peer = Deltaprop(w, quick, threads)
+    peer.unit(min(len(peer.X), 64 * w.batch), 1)
+    weights, biases = peer.net.get_weights()
+    h = hashlib.sha256()
+    for a in weights + (biases or []):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def blas_info() -> list:
+    from threadpoolctl import threadpool_info
+
+    return [{k: v for k, v in d.items() if k != "filepath"} for d in threadpool_info()]
+
+
+def serve(name: str) -> None:
+    # Replies go to a private copy of stdout; anything a library prints goes to stderr.
+    reply = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    peer = None
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            op = cmd["op"]
+            if op == "setup":
+                peer = None
+                w = by_name(cmd["workload"], cmd["quick"])
+                peer = PEERS[name](w, cmd["quick"], cmd["threads"])
+                ans = {"ok": True}
+            elif op == "unit":
+                ans = {"seconds": peer.unit(cmd["n"], cmd["epochs"])}
+            elif op == "gemm":
+                ans = {"times": gemm_times(tuple(cmd["shape"]), name, cmd["threads"],
+                                           cmd["budget"])}
+            elif op == "digest":
+                ans = {"digest": weights_digest(cmd["workload"], cmd["quick"], cmd["threads"])}
+            elif op == "info":
+                ans = {"blas": blas_info(), "env": {k: os.environ.get(k) for k in
+                                                     ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+                if name == "torch":
+                    import torch
+
+                    ans["torch"] = torch.__version__
+            elif op == "quit":
+                break
+            else:
+                raise ValueError(op)
+        except Skip as exc:
+            ans = {"skip": str(exc)}
+        except Exception as exc:  # a peer's failure is reported in its column, not fatal
+            ans = {"error": f"{type(exc).__name__}: {exc}"}
+        reply.write(json.dumps(ans) + "\n")
+        reply.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

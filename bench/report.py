@@ -1,0 +1,263 @@
+"""Tables, the issue-3 target check, the width plot and bench/RESULTS.md from run.py's results."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+NAMES = {"native": "deltaprop native (fit)", "native_epoch": "deltaprop native (fit_epoch)",
+         "reference": "deltaprop reference", "torch": "PyTorch eager", "sklearn":
+         "scikit-learn MLPClassifier", "numpy": "NumPy/OpenBLAS loop", "fann": "FANN incremental"}
+
+
+def _cmd(args: list[str]) -> str:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine(numpy_info: dict, torch_info: dict) -> dict:
+    """What the numbers were measured on: CPU, ISA in use, library versions, commit."""
+    import numpy as np
+
+    import deltaprop as dp
+
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    root = Path(__file__).resolve().parent.parent
+    commit = _cmd(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
+    if _cmd(["git", "-C", str(root), "status", "--porcelain", "--", "csrc", "python"]):
+        commit += " (with uncommitted changes in csrc/ or python/)"
+    try:
+        import sklearn
+
+        skl = sklearn.__version__
+    except ImportError:
+        skl = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "deltaprop": dp.__version__, "commit": commit,
+            "cpu_info": dp.cpu_info(), "numpy": np.__version__, "python": platform.python_version(),
+            "numpy_blas": numpy_info.get("blas"), "torch": torch_info.get("torch"),
+            "sklearn": skl, "fann": _cmd(["dpkg-query", "-W", "-f=${Version}", "libfann-dev"])
+            or None, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def _si(x: float) -> str:
+    for unit, f in (("M", 1e6), ("k", 1e3)):
+        if x >= f:
+            return f"{x / f:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.3g}×" if x < 1000 else f"{x:,.0f}×"
+
+
+def _row(rows: list[dict], peer: str, threads: int | None = None) -> dict | None:
+    for r in rows:
+        if r["peer"] == peer and (threads is None or r["threads"] == threads) and "median" in r:
+            return r
+    return None
+
+
+def workload_table(wl: dict, peak: float, threads: int) -> str:
+    """One workload: samples/s (median and spread), GFLOP/s, % of sgemm peak, native ÷ row."""
+    native = _row(wl["rows"], "native", threads)
+    lines = [f"### {wl['label']}", "",
+             f"{wl['flops_per_sample']:,} training FLOPs per sample (6·Σ n_(l-1)·n_l), "
+             f"{threads} threads", "",
+             "| entry | samples/s (median) | spread (min–max) | GFLOP/s | % sgemm peak "
+             "| native ÷ entry |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in wl["rows"]:
+        if r["threads"] != threads:
+            continue
+        name = NAMES[r["peer"]]
+        if "median" not in r:
+            why = r.get("skip") or r.get("error") or "no result"
+            lines.append(f"| {name} | — | {why} | | | |")
+            continue
+        lo, hi = min(r["rates"]), max(r["rates"])
+        spread = f"{100 * (lo / r['median'] - 1):+.0f}% / {100 * (hi / r['median'] - 1):+.0f}%"
+        if r.get("disturbed"):
+            spread += f" ({r['disturbed']} disturbed)"
+        ratio = _ratio(native["median"] / r["median"]) if native else ""
+        lines.append(f"| {name} | {_si(r['median'])} | {spread} | {r['gflops']:.3g} | "
+                     f"{100 * r['gflops'] / peak:.1f}% | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def scaling_table(res: dict) -> str:
+    threads = res["threads"]
+    head = " | ".join(f"{t} thr samples/s" for t in threads)
+    lines = ["| workload | " + head + f" | {threads[-1]} ÷ {threads[0]} threads "
+             "| weights bitwise equal across thread counts |",
+             "| --- |" + " ---: |" * (len(threads) + 1) + " --- |"]
+    for wl in res["workloads"]:
+        rs = [_row(wl["rows"], "native", t) for t in threads]
+        cells = [(_si(r["median"]) if r else "—") for r in rs]
+        ratio = f"{rs[-1]['median'] / rs[0]['median']:.2f}×" if rs[0] and rs[-1] else "—"
+        digests = set(wl.get("digests", {}).values())
+        same = "yes" if len(digests) == 1 and None not in digests else "**no**"
+        lines.append(f"| {wl['name']} | " + " | ".join(cells) + f" | {ratio} | {same} |")
+    return "\n".join(lines) + "\n"
+
+
+def gemm_table(res: dict) -> str:
+    lines = ["| kind | m×k · k×n | deltaprop GFLOP/s | NumPy GFLOP/s | deltaprop ÷ NumPy |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for r in res["gemm"]:
+        m, k, n = r["shape"]
+        ratio = f"{r['native'] / r['numpy']:.2f}×" if "native" in r and "numpy" in r else "—"
+        lines.append(f"| {r['kind']} | {m}×{k} · {k}×{n} | {r.get('native', 0):.1f} | "
+                     f"{r.get('numpy', 0):.1f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def targets(res: dict) -> list[tuple[str, str, float | None, float]]:
+    """Issue 3's targets as (what, measured text, measured value, goal)."""
+    top = res["threads"][-1]
+    peak = res["peak"][top]
+    wl = {w["name"]: w for w in res["workloads"]}
+
+    def ratio(name, a, b, ta=top, tb=top):
+        if name not in wl:
+            return None
+        ra, rb = _row(wl[name]["rows"], a, ta), _row(wl[name]["rows"], b, tb)
+        return ra["median"] / rb["median"] if ra and rb else None
+
+    def frac(name):
+        r = _row(wl[name]["rows"], "native", top) if name in wl else None
+        return r["gflops"] / peak if r else None
+
+    out = [("MNIST-shaped: % of sgemm peak", frac("mnist"), 0.90),
+           ("MNIST-shaped: × PyTorch eager", ratio("mnist", "native", "torch"), 1.4),
+           ("wide: % of sgemm peak", frac("wide"), 0.93),
+           ("wide: × NumPy loop", ratio("wide", "native", "numpy"), 1.0),
+           ("digits-shaped: × PyTorch eager", ratio("digits", "native", "torch"), 8.0),
+           ("digits-shaped: × NumPy loop", ratio("digits", "native", "numpy"), 3.0),
+           ("seed 2-3-1 online: × FANN", ratio("seed-online", "native", "fann"), 2.0),
+           ("seed 2-3-1 online: × PyTorch eager", ratio("seed-online", "native", "torch"), 1000),
+           ("64-128-64-10 online: × FANN", ratio("online-64", "native", "fann"), 5.0)]
+    if res.get("gemm"):
+        sq = [r["native"] / r["numpy"] for r in res["gemm"]
+              if r["kind"] == "square" and r["shape"][0] >= 512 and "native" in r]
+        tr = [r["native"] / r["numpy"] for r in res["gemm"]
+              if r["kind"] == "training" and "native" in r]
+        out.append(("GEMM 512²–2048²: worst × NumPy", min(sq) if sq else None, 0.95))
+        out.append(("GEMM training shapes: worst × NumPy", min(tr) if tr else None, 1.0))
+    if len(res["threads"]) > 1:
+        lo = res["threads"][0]
+        for name in ("mnist", "wide"):
+            out.append((f"scaling {name}: {top} ÷ {lo} threads",
+                        ratio(name, "native", "native", top, lo), 1.8))
+    return out
+
+
+def targets_table(res: dict) -> str:
+    lines = ["| target | goal | measured | status |", "| --- | ---: | ---: | --- |"]
+    for what, value, goal in targets(res):
+        pct = what.startswith(("MNIST-shaped: %", "wide: %"))
+        fmt = (lambda v: f"{100 * v:.1f}%") if pct else _ratio
+        if value is None:
+            lines.append(f"| {what} | {fmt(goal)} | — | not measured |")
+            continue
+        status = "met" if value >= goal else f"**missed** ({value / goal:.2f} of goal)"
+        lines.append(f"| {what} | ≥ {fmt(goal)} | {fmt(value)} | {status} |")
+    return "\n".join(lines) + "\n"
+
+
+def full_report(res: dict) -> str:
+    top = res["threads"][-1]
+    parts = ["## Machine", "", machine_text(res), "",
+             "sgemm peak (NumPy 2048² float32 matmul, best of several): " + ", ".join(
+                 f"{res['peak'][t]:.1f} GFLOP/s at {t} thread{'s' * (t > 1)}"
+                 for t in res["threads"]), "",
+             "## Targets of issue 3", "", targets_table(res),
+             f"## Training throughput ({top} threads)", "",
+             f"Median of {res['reps']} interleaved repeats, each ≈{res['unit_seconds']} s of "
+             "training; spread is the slowest and fastest repeat against the median. "
+             "GFLOP/s counts 6·Σ n_(l-1)·n_l FLOPs per trained sample. 'native ÷ entry' > 1 "
+             "means deltaprop (the `fit` path users call) is faster.", ""]
+    parts += [workload_table(w, res["peak"][top], top) for w in res["workloads"]]
+    if len(res["threads"]) > 1:
+        parts += ["## Thread scaling (deltaprop native, `fit`)", "", scaling_table(res)]
+    if res.get("sweep"):
+        parts += ["## Throughput against layer width (784-w-w-10 relu, batch 128)", "",
+                  sweep_table(res)]
+    if res.get("gemm"):
+        parts += [f"## GEMM alone ({top} threads)", "",
+                  "`deltaprop._native.forward_layer(A, W, None, 'identity', 0.0)` against "
+                  "`A @ W`, float32, both allocating their output; median of many calls.", "",
+                  gemm_table(res)]
+    return "\n".join(parts)
+
+
+def machine_text(res: dict) -> str:
+    m = res["meta"]
+    ci = m["cpu_info"]
+    blas = "; ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
+                     f"{b.get('threading_layer')})" for b in (m.get("numpy_blas") or []))
+    removed = res.get("blas_env_removed") or {}
+    env = (", ".join(f"{k}={v}" for k, v in removed.items()) + " were set and removed for all "
+           "peers") if removed else "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE not set"
+    return "\n".join([
+        f"- CPU: {m['cpu']}, {m['cores']} cores; deltaprop ISA in use: **{ci.get('isa')}** "
+        f"(f32 GEMM kernel {ci.get('gemm_kernel_f32')}; supported {ci.get('isas_supported')})",
+        f"- deltaprop {m['deltaprop']} at commit {m['commit']}; compiler {ci.get('compiler')}",
+        f"- Python {m['python']}, NumPy {m['numpy']} with {blas or 'unknown BLAS'}; {env}",
+        f"- PyTorch {m.get('torch') or 'not installed'}, scikit-learn "
+        f"{m.get('sklearn') or 'not installed'}, FANN (libfann-dev) "
+        f"{m.get('fann') or 'not installed'}",
+        f"- measured {m['date']}{' (--quick)' if res['quick'] else ''}, "
+        f"run took {res.get('wall_seconds', 0):.0f} s, of which "
+        f"{res.get('quiet_wait_seconds', 0):.0f} s waiting for the machine to be quiet; "
+        f"{res.get('disturbed_repeats_discarded', 0)} timed calls disturbed by other processes "
+        "were discarded and repeated"])
+
+
+def sweep_table(res: dict) -> str:
+    peers = [p for p in NAMES if any(_row(w["rows"], p) for w in res["sweep"])]
+    lines = ["| width | " + " | ".join(NAMES[p] + " samples/s" for p in peers) + " |",
+             "| ---: |" + " ---: |" * len(peers)]
+    for w in res["sweep"]:
+        cells = [(_si(r["median"]) if (r := _row(w["rows"], p)) else "—") for p in peers]
+        lines.append(f"| {w['width']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for peer, name in NAMES.items():
+        pts = [(w["width"], r["median"]) for w in res["sweep"] if (r := _row(w["rows"], peer))]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden width w (784-w-w-10, relu, cross-entropy, batch 128)")
+    ax.set_ylabel("training samples/s (median)")
+    ax.set_title(f"{res['meta']['cpu']}, {res['threads'][-1]} threads, float32")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(res: dict, text: str, path: Path, plot_name: str) -> None:
+    head = ["# deltaprop benchmark results", "",
+            "Regenerated by `python bench/run.py --write-results` (see bench/README.md); "
+            "do not edit by hand. Raw numbers: `bench/results.json`.", ""]
+    body = text
+    if res.get("sweep"):
+        body += f"\n![throughput against layer width]({plot_name})\n"
+    path.write_text("\n".join(head) + body)
+
