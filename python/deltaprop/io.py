@@ -54,6 +54,10 @@ _MOMENTS = ("m_weights", "m_biases", "v_weights", "v_biases")
 def save(net: MLP, path: PathLike, optimizer: Optimizer | None = None) -> None:
     """Write ``net``'s architecture and weights to ``path`` (exactly that name; no suffix added).
 
+    The file is written to a temporary file in the same directory and then renamed over
+    ``path`` (:func:`os.replace`, atomic on POSIX and Windows), so a crash never leaves a
+    half-written model where a good one was.
+
     Parameters
     ----------
     net : MLP
@@ -64,10 +68,6 @@ def save(net: MLP, path: PathLike, optimizer: Optimizer | None = None) -> None:
         exactly where it stopped: ``fit`` for 2 + 3 epochs across a save and a load gives
         bitwise the weights of ``fit`` for 5. It must be the optimizer ``net`` last trained
         with, or one it has not trained with yet if ``net`` was never trained.
-
-    The file is written to a temporary file in the same directory and then renamed over
-    ``path`` (:func:`os.replace`, atomic on POSIX and Windows), so a crash never leaves a
-    half-written model where a good one was.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a deltaprop.MLP; got {type(net).__name__}")
