@@ -83,7 +83,8 @@ def workload_table(wl: dict, peak: float, threads: int) -> str:
         lo, hi = min(r["rates"]), max(r["rates"])
         spread = f"{100 * (lo / r['median'] - 1):+.0f}% / {100 * (hi / r['median'] - 1):+.0f}%"
         if r.get("disturbed"):
-            spread += f" ({r['disturbed']} disturbed)"
+            kept = "left out" if len(r["rates"]) < len(r["seconds"]) else "kept"
+            spread += f" ({r['disturbed']} disturbed, {kept})"
         ratio = _ratio(native["median"] / r["median"]) if native else ""
         lines.append(f"| {name} | {_si(r['median'])} | {spread} | {r['gflops']:.3g} | "
                      f"{100 * r['gflops'] / peak:.1f}% | {ratio} |")

@@ -126,7 +126,7 @@ class Bench:
                 if isinstance(cal, dict):
                     ans = cal
                 else:
-                    row["n"], row["epochs"], row["seconds"] = cal[0], cal[1], []
+                    row.update(n=cal[0], epochs=cal[1], seconds=[], clean=[])
                     active.append((key, row))
             row.update({k: ans[k] for k in ("skip", "error") if k in ans})
             rows.append(row)
@@ -138,12 +138,17 @@ class Bench:
                 ans = self.ask(key, op="unit", n=row["n"], epochs=row["epochs"])
                 if "seconds" in ans:
                     row["seconds"].append(ans["seconds"])
-                    row["disturbed"] = row.get("disturbed", 0) + bool(ans.get("disturbed"))
+                    row["clean"].append(not ans.get("disturbed"))
                 else:
                     row["error"] = ans.get("error", str(ans))
         for row in rows:
             if row.get("seconds"):
-                rates = [row["n"] * row["epochs"] / s for s in row["seconds"]]
+                # Repeats another process disturbed even after retries are left out of the
+                # median while at least 3 undisturbed ones remain.
+                clean = [s for s, ok in zip(row["seconds"], row["clean"]) if ok]
+                row["disturbed"] = len(row["seconds"]) - len(clean)
+                kept = clean if len(clean) >= 3 else row["seconds"]
+                rates = [row["n"] * row["epochs"] / s for s in kept]
                 row["rates"] = rates
                 row["median"] = statistics.median(rates)
                 row["gflops"] = row["median"] * w.flops_per_sample / 1e9
