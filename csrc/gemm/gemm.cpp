@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 
 #include "deltaprop/buffer.hpp"
 #include "deltaprop/dispatch.hpp"
@@ -201,6 +203,14 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
   }
 }
 
+// dst(r, j) = src(r, j) for the rows×cols block: moves partial sums of a tile at C's edge.
+template <typename T>
+void copy_block(const T* src, std::ptrdiff_t ld_src, T* dst, std::ptrdiff_t ld_dst,
+                std::ptrdiff_t rows, std::ptrdiff_t cols) {
+  for (std::ptrdiff_t r = 0; r < rows; ++r)
+    std::memcpy(dst + r * ld_dst, src + r * ld_src, cols * sizeof(T));
+}
+
 // One thread's share: the BLIS loops over the block C(i_begin..i_end, j_begin..j_end), with packed
 // panels in the thread's own buffers (allocated on its first GEMM of this size, then reused).
 template <typename T>
@@ -216,7 +226,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
                                              (std::min(i_end - i_begin, mc_max) + mr - 1) / mr * mr * kc_cap));
   T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(
                                              (std::min(j_end - j_begin, nc_max) + nr - 1) / nr * nr * kc_cap));
-  alignas(64) T tile[max_tile];
+  alignas(64) T tile[max_tile] = {};  // lanes past C's edge stay zero, never garbage
   for (std::ptrdiff_t jc = j_begin; jc < j_end; jc += nc_max) {
     const std::ptrdiff_t nc = std::min(nc_max, j_end - jc);
     const std::ptrdiff_t n_panels = (nc + nr - 1) / nr;
@@ -235,23 +245,28 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
-            kt.gemm(static_cast<int>(kc), packed_a + ir * mr * kc, packed_b + jr * nr * kc, tile);
+            const T* a_panel = packed_a + ir * mr * kc;
+            const T* b_panel = packed_b + jr * nr * kc;
             const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
             const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, j_end - j0);
-            for (std::ptrdiff_t r = 0; r < rows && !(first && last); ++r) {
-              T* c_row = c + (i0 + r) * ldc + j0;
-              T* t_row = tile + r * nr;
-              if (last) {
-                if (!first)
-                  for (std::ptrdiff_t j = 0; j < cols; ++j) t_row[j] += c_row[j];
-              } else if (first) {
-                std::memcpy(c_row, t_row, cols * sizeof(T));
-              } else {
-                for (std::ptrdiff_t j = 0; j < cols; ++j) c_row[j] += t_row[j];
-              }
+            // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's edge is
+            // staged in `tile` instead, and the last block's sums always land in `tile`, where
+            // the epilogue reads them.
+            T* c_tile = c + i0 * ldc + j0;
+            const bool whole = rows == mr && cols == nr;
+            if (!first && !whole) copy_block(c_tile, ldc, tile, nr, rows, cols);
+            const T* partial = first ? nullptr : whole ? c_tile : tile;
+            const std::ptrdiff_t ld_partial = whole ? ldc : nr;
+            if (last) {
+              kt.gemm(static_cast<int>(kc), a_panel, b_panel, partial, ld_partial, tile, nr);
+              loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
+            } else if (whole) {
+              kt.gemm(static_cast<int>(kc), a_panel, b_panel, partial, ldc, c_tile, ldc);
+            } else {
+              kt.gemm(static_cast<int>(kc), a_panel, b_panel, partial, nr, tile, nr);
+              copy_block(tile, nr, c_tile, ldc, rows, cols);
             }
-            if (last) loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
           }
         }
       }
@@ -267,7 +282,8 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
 template <typename T>
 void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                  MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
-  const KernelTable<T>& kt = gemm_kernel<T>();
+  KernelTable<T> kt = gemm_kernel<T>();
+  if (const char* e = std::getenv("DP_BLOCK")) std::sscanf(e, "%d,%d,%d", &kt.kc, &kt.mc, &kt.nc);
   const ElementLoops<T> loops = element_loops<T>();
   const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
   const bool split_columns = n_panels >= m_panels || n_panels >= 4 * max_threads();

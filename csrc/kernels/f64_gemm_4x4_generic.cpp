@@ -7,8 +7,9 @@
 
 namespace deltaprop {
 
-static void f64_gemm_4x4_generic_kernel(int kc, const double* a, const double* b, double* tile) {
-  gemm_microkernel<double, 4, 4, 16>(kc, a, b, tile);
+static void f64_gemm_4x4_generic_kernel(int kc, const double* a, const double* b, const double* c_in,
+                                        std::ptrdiff_t ldc_in, double* c_out, std::ptrdiff_t ldc_out) {
+  gemm_microkernel<double, 4, 4, 16>(kc, a, b, c_in, ldc_in, c_out, ldc_out);
 }
 
 extern const KernelTable<double> f64_gemm_4x4_generic = {f64_gemm_4x4_generic_kernel, 4, 4, 256, 96, 1024, "generic"};

@@ -11,13 +11,17 @@
 // function compiled with wide-ISA flags can be merged into the baseline parts of the module.
 #pragma once
 
+#include <cstddef>  // std::ptrdiff_t only: a typedef, no code
+
 namespace deltaprop {
 namespace {
 
 template <typename T, int MR, int NR, int VBYTES>
 inline void gemm_microkernel(int kc, const T* __restrict a, const T* __restrict b,
-                             T* __restrict tile) {
+                             const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
+                             std::ptrdiff_t ldc_out) {
   typedef T V __attribute__((vector_size(VBYTES), aligned(VBYTES)));
+  typedef T U __attribute__((vector_size(VBYTES), aligned(sizeof(T))));  // rows of C: unaligned
   constexpr int W = VBYTES / int(sizeof(T));
   constexpr int NV = NR / W;
   static_assert(NR % W == 0, "NR must be a whole number of vectors");
@@ -25,11 +29,14 @@ inline void gemm_microkernel(int kc, const T* __restrict a, const T* __restrict 
   a = static_cast<const T*>(__builtin_assume_aligned(a, 64));
   b = static_cast<const T*>(__builtin_assume_aligned(b, 64));
 
+  // The partial sums of earlier k-blocks start the accumulators, so they are read and written
+  // once per block by full-width vector loads and stores, not by a pass of their own.
   V acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[i][v] = V{} ;
+    for (int v = 0; v < NV; ++v)
+      acc[i][v] = c_in ? V(*reinterpret_cast<const U*>(c_in + i * ldc_in + v * W)) : V{};
 
   for (int p = 0; p < kc; ++p) {
     V bv[NV];
@@ -47,7 +54,7 @@ inline void gemm_microkernel(int kc, const T* __restrict a, const T* __restrict 
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) *reinterpret_cast<V*>(tile + i * NR + v * W) = acc[i][v];
+    for (int v = 0; v < NV; ++v) *reinterpret_cast<U*>(c_out + i * ldc_out + v * W) = acc[i][v];
 }
 
 }  // namespace

@@ -1,20 +1,24 @@
 // The microkernel slot: an MR×NR register tile over packed panels, with the cache-blocking sizes
 // that suit it. One table per (type, ISA); dispatch.cpp picks one at import.
 //
-// Contract of `gemm`: tile[i*NR + j] = Σ_{p<kc} a[p*MR + i] · b[p*NR + j]
+// Contract of `gemm`: for i < MR, j < NR,
+//   c_out[i*ldc_out + j] = (c_in ? c_in[i*ldc_in + j] : 0) + Σ_{p<kc} a[p*MR + i] · b[p*NR + j]
 //   ASSUMPTION: a is an MR-major packed panel, b an NR-major packed panel, both 64-byte
-//   aligned and zero-padded to full MR / NR; tile is 64-byte aligned with MR*NR elements.
-// Kernels allocate nothing, start no threads and touch nothing but these three pointers.
+//   aligned and zero-padded to full MR / NR; c_in (may be c_out) and c_out are full MR×NR
+//   tiles, any alignment. Kernels allocate nothing, start no threads and touch nothing else.
 #pragma once
 
-// Kernel files include this header and nothing from the standard library (see
-// csrc/kernels/gemm_microkernel.hpp for why).
+#include <cstddef>  // std::ptrdiff_t only: a typedef, no code
+
+// Kernel files include this header and nothing from the standard library but <cstddef>'s
+// typedefs (see csrc/kernels/gemm_microkernel.hpp for why).
 
 namespace deltaprop {
 
 template <typename T>
 struct KernelTable {
-  void (*gemm)(int kc, const T* a, const T* b, T* tile);
+  void (*gemm)(int kc, const T* a, const T* b, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
+               std::ptrdiff_t ldc_out);
   int mr, nr;      // register tile
   int kc, mc, nc;  // blocking: a kc×nr panel of B in L1, mc×kc of A in L2, kc×nc of B in L3
   const char* isa;
