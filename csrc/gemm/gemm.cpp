@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <cstdio>
-#include <cstdlib>
 
 #include "deltaprop/buffer.hpp"
 #include "deltaprop/dispatch.hpp"
@@ -226,6 +224,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
                                              (std::min(i_end - i_begin, mc_max) + mr - 1) / mr * mr * kc_cap));
   T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(
                                              (std::min(j_end - j_begin, nc_max) + nr - 1) / nr * nr * kc_cap));
+  const bool a_in_place = a.cs == 1;
   alignas(64) T tile[max_tile] = {};  // lanes past C's edge stay zero, never garbage
   for (std::ptrdiff_t jc = j_begin; jc < j_end; jc += nc_max) {
     const std::ptrdiff_t nc = std::min(nc_max, j_end - jc);
@@ -239,13 +238,19 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
       for (std::ptrdiff_t ic = i_begin; ic < i_end; ic += mc_max) {
         const std::ptrdiff_t mc = std::min(mc_max, i_end - ic);
         const std::ptrdiff_t m_panels = (mc + mr - 1) / mr;
+        // A row-major A is read in place: packing it would be a transposing copy as slow as a
+        // third of the products (skinny shapes), while the microkernel's MR row streams cost
+        // nothing. A panel that overhangs A's last row is still packed, zero-padded.
         for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
-          pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
-                 packed_a + ir * mr * kc);
+          if (!a_in_place || mc - ir * mr < mr)
+            pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
+                   packed_a + ir * mr * kc);
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
-            const T* a_panel = packed_a + ir * mr * kc;
+            const bool read_in_place = a_in_place && mc - ir * mr >= mr;
+            const T* a_panel = read_in_place ? &a(ic + ir * mr, pc) : packed_a + ir * mr * kc;
+            const std::ptrdiff_t lda = read_in_place ? a.rs : 0;
             const T* b_panel = packed_b + jr * nr * kc;
             const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
@@ -259,12 +264,12 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
             const T* partial = first ? nullptr : whole ? c_tile : tile;
             const std::ptrdiff_t ld_partial = whole ? ldc : nr;
             if (last) {
-              kt.gemm(static_cast<int>(kc), a_panel, b_panel, partial, ld_partial, tile, nr);
+              kt.gemm(static_cast<int>(kc), a_panel, lda, b_panel, partial, ld_partial, tile, nr);
               loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
             } else if (whole) {
-              kt.gemm(static_cast<int>(kc), a_panel, b_panel, partial, ldc, c_tile, ldc);
+              kt.gemm(static_cast<int>(kc), a_panel, lda, b_panel, partial, ldc, c_tile, ldc);
             } else {
-              kt.gemm(static_cast<int>(kc), a_panel, b_panel, partial, nr, tile, nr);
+              kt.gemm(static_cast<int>(kc), a_panel, lda, b_panel, partial, nr, tile, nr);
               copy_block(tile, nr, c_tile, ldc, rows, cols);
             }
           }
@@ -275,19 +280,32 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
   (void)m;
 }
 
-// Threads take disjoint blocks of C — whole NR-wide column panels, or whole MR-tall row panels
-// when C has too few columns — and run the full loop nest on their own, packing what they need.
-// Packing a panel twice costs ~1% here, while sharing packed panels needed three barriers per
-// k-block, and on a loaded machine each barrier can wait a scheduler slice.
+// Whether threads should split C by column panels (each then packs all of A) rather than by row
+// panels (each then packs all of B). Prefer the split that copies less, as long as it gives every
+// thread at least four panels (shares within 25%); pack_cost_* weighs a transposing copy ~4× a
+// straight one, and a row-major A, read in place, costs nothing.
+inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels, int threads,
+                                double pack_cost_a, double pack_cost_b) {
+  const bool columns_balance = n_panels >= 4 * threads, rows_balance = m_panels >= 4 * threads;
+  if (columns_balance != rows_balance) return columns_balance;
+  if (!columns_balance) return n_panels >= m_panels;
+  return pack_cost_a <= pack_cost_b;
+}
+
+// Threads take disjoint blocks of C — whole NR-wide column panels or whole MR-tall row panels —
+// and run the full loop nest on their own, packing what they need. Packing one operand on every
+// thread costs less than sharing packed panels, which needed three barriers per k-block, and on a
+// loaded machine each barrier can wait a scheduler slice.
 template <typename T>
 void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                  MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
-  KernelTable<T> kt = gemm_kernel<T>();
-  if (const char* e = std::getenv("DP_BLOCK")) std::sscanf(e, "%d,%d,%d", &kt.kc, &kt.mc, &kt.nc);
+  const KernelTable<T>& kt = gemm_kernel<T>(n);
   const ElementLoops<T> loops = element_loops<T>();
   const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
-  const bool split_columns = n_panels >= m_panels || n_panels >= 4 * max_threads();
   const int threads = threads_for(double(m) * n * k);
+  const bool split_columns = prefer_column_split(m_panels, n_panels, threads,
+                                                 a.cs == 1 ? 0.0 : double(m) * k * (a.rs == 1 ? 1 : 4),
+                                                 double(k) * n * (b.cs == 1 ? 1 : 4));
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
 #ifdef _OPENMP
@@ -317,7 +335,9 @@ void gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
     for (std::ptrdiff_t i = 0; i < m; ++i) finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc);
     return;
   }
-  if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 32768.0)
+  // Packing pays from ~16 multiply-adds per output element on: 32×64·64×10 runs 3.6× faster
+  // packed than as axpys over 10-wide rows.
+  if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 4096.0)
     gemm_unpacked(m, n, k, a, b, c, ldc, ep);
   else
     gemm_packed(m, n, k, a, b, c, ldc, ep);

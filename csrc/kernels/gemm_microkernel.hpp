@@ -16,17 +16,35 @@
 namespace deltaprop {
 namespace {
 
+// acc += a_column · b_row for one p: NV vector loads of the B row, MR broadcasts of A's column
+// (a_column[i * stride]), MR·NV fused multiply-adds.
+template <typename T, typename V, int MR, int NV, int W>
+__attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const T* b_row,
+                                                        const T* a_column, std::ptrdiff_t stride) {
+  V bv[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const V*>(b_row + v * W);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    // x - 0 is x for every x (x + 0 is not, for x = -0), so this folds to one broadcast.
+    const V ai = a_column[i * stride] - V{};
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
+  }
+}
+
+// lda == 0: a is a packed MR-major panel, a[p*MR + i]. lda > 0: a is read in place from a
+// row-major matrix, a[i*lda + p] (each of the MR rows is a contiguous stream).
 template <typename T, int MR, int NR, int VBYTES>
-inline void gemm_microkernel(int kc, const T* __restrict a, const T* __restrict b,
-                             const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
-                             std::ptrdiff_t ldc_out) {
+inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t lda,
+                             const T* __restrict b, const T* c_in, std::ptrdiff_t ldc_in,
+                             T* c_out, std::ptrdiff_t ldc_out) {
   typedef T V __attribute__((vector_size(VBYTES), aligned(VBYTES)));
   typedef T U __attribute__((vector_size(VBYTES), aligned(sizeof(T))));  // rows of C: unaligned
   constexpr int W = VBYTES / int(sizeof(T));
   constexpr int NV = NR / W;
   static_assert(NR % W == 0, "NR must be a whole number of vectors");
 
-  a = static_cast<const T*>(__builtin_assume_aligned(a, 64));
   b = static_cast<const T*>(__builtin_assume_aligned(b, 64));
 
   // The partial sums of earlier k-blocks start the accumulators, so they are read and written
@@ -38,17 +56,11 @@ inline void gemm_microkernel(int kc, const T* __restrict a, const T* __restrict 
     for (int v = 0; v < NV; ++v)
       acc[i][v] = c_in ? V(*reinterpret_cast<const U*>(c_in + i * ldc_in + v * W)) : V{};
 
-  for (int p = 0; p < kc; ++p) {
-    V bv[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const V*>(b + p * NR + v * W);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      // x - 0 is x for every x (x + 0 is not, for x = -0), so this folds to one broadcast.
-      const V ai = a[p * MR + i] - V{};
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
-    }
+  if (lda == 0) {
+    a = static_cast<const T*>(__builtin_assume_aligned(a, 64));
+    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p * MR, 1);
+  } else {
+    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p, lda);
   }
 
 #pragma GCC unroll 16
