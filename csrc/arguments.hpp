@@ -13,13 +13,13 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "deltaprop/activation.hpp"
 #include "deltaprop/loss.hpp"
+#include "deltaprop/magnitude.hpp"
 #include "deltaprop/optimizer.hpp"
 
 namespace deltaprop {
@@ -85,38 +85,10 @@ Input<T> real_input(const py::handle& obj, const std::string& name) {
   return py::reinterpret_borrow<Input<T>>(converted);
 }
 
-// Whether all n elements are finite. |x| as raw bits is at least the bits of +infinity exactly
-// for NaN and infinity, so the test is a branch-free integer max that vectorises (a compare and
-// branch per element does not); target_clones adds an AVX2 copy, picked when the module loads.
-// This runs on every array the module is given, so it must cost little next to the GEMMs.
-__attribute__((target_clones("avx2", "default"))) static bool all_finite(const float* p,
-                                                                         std::size_t n) {
-  std::int32_t largest = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::int32_t bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    bits &= 0x7fffffff;
-    largest = bits > largest ? bits : largest;
-  }
-  return largest < 0x7f800000;
-}
-
-__attribute__((target_clones("avx2", "default"))) static bool all_finite(const double* p,
-                                                                         std::size_t n) {
-  std::int64_t largest = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::int64_t bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    bits &= 0x7fffffffffffffff;
-    largest = bits > largest ? bits : largest;
-  }
-  return largest < 0x7ff0000000000000;
-}
-
 // ValueError naming the first row (of `cols` elements) that holds NaN or infinity.
 template <typename T>
 void check_finite(const T* p, std::size_t rows, std::size_t cols, const std::string& name) {
-  if (all_finite(p, rows * cols)) return;
+  if (std::isfinite(max_abs(p, rows * cols))) return;  // the common case, vectorised
   constexpr T largest = std::numeric_limits<T>::max();
   for (std::size_t r = 0; r < rows; ++r) {
     bool finite = true;  // an AND over the row vectorises; a branch per element would not

@@ -15,6 +15,7 @@
 
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
+#include "deltaprop/magnitude.hpp"
 
 namespace deltaprop {
 
@@ -215,42 +216,6 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
 }
 
 namespace {
-
-// max|p[i]|, or infinity if any is NaN or infinite. Eight lanes in a fixed pattern, so the
-// compiler vectorises both reductions without -ffast-math: a maximum, and a sum of p·0, which
-// is 0 for every finite p and NaN as soon as one is not.
-template <typename T>
-double max_abs(const T* p, std::size_t n) {
-  if (n < 32) {  // the lanes' setup and final reduction would cost more than they save
-    T m = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const T a = std::fabs(p[i]);
-      if (!(a <= std::numeric_limits<T>::max())) return std::numeric_limits<double>::infinity();
-      m = std::max(m, a);
-    }
-    return double(m);
-  }
-  T top[8] = {}, nan[8] = {};
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int u = 0; u < 8; ++u) {
-      const T a = std::fabs(p[i + u]);
-      top[u] = a > top[u] ? a : top[u];
-      nan[u] += p[i + u] * T(0);
-    }
-  for (; i < n; ++i) {
-    const T a = std::fabs(p[i]);
-    top[0] = a > top[0] ? a : top[0];
-    nan[0] += p[i] * T(0);
-  }
-  T m = 0, z = 0;
-  for (int u = 0; u < 8; ++u) {
-    m = std::max(m, top[u]);
-    z += nan[u];
-  }
-  return z == T(0) && m <= std::numeric_limits<T>::max() ? double(m)
-                                                         : std::numeric_limits<double>::infinity();
-}
 
 template <typename T>
 bool all_finite(const std::vector<Buffer<T>>& buffers) {

@@ -112,67 +112,6 @@ void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVi
   }
 }
 
-// The loops around the microkernel that touch every element — the epilogue and the unpacked
-// path — are compiled once per ISA: `flatten` inlines them (activations, exp, optimizer) into a
-// function built for that target, and the dispatcher picks the copy that matches the kernel.
-template <typename T>
-struct ElementLoops {
-  void (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
-                      std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t, T*, std::ptrdiff_t);
-  void (*unpacked_row)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<T>,
-                       MatrixView<T>, T*);
-};
-
-#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes)                                              \
-  template <typename T>                                                                          \
-  attributes void finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, \
-                                       std::ptrdiff_t j0, std::ptrdiff_t rows,                   \
-                                       std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,   \
-                                       T* c, std::ptrdiff_t ldc) {                               \
-    finish_tile(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);                                   \
-  }                                                                                              \
-  template <typename T>                                                                          \
-  attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
-                                        MatrixView<T> a, MatrixView<T> b, T* row) {              \
-    unpacked_row(i, n, k, a, b, row);                                                            \
-  }
-
-DELTAPROP_ELEMENT_LOOPS(generic, )
-#if DELTAPROP_X86
-DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)))
-DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)))
-#endif
-#undef DELTAPROP_ELEMENT_LOOPS
-
-template <typename T>
-ElementLoops<T> element_loops() {
-#if DELTAPROP_X86
-  switch (current_isa()) {
-    case Isa::avx512: return {finish_tile_avx512<T>, unpacked_row_avx512<T>};
-    case Isa::avx2: return {finish_tile_avx2<T>, unpacked_row_avx2<T>};
-    default: break;
-  }
-#endif
-  return {finish_tile_generic<T>, unpacked_row_generic<T>};
-}
-
-template <typename T>
-void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-                   MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
-  const ElementLoops<T> loops = element_loops<T>();
-  const int threads = threads_for(double(m) * n * k);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    thread_local Buffer<T> row_buffer;
-    T* row = reserve(row_buffer, static_cast<std::size_t>(n));
-#pragma omp for schedule(static)
-    for (std::ptrdiff_t i = 0; i < m; ++i) {
-      loops.unpacked_row(i, n, k, a, b, row);
-      loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
-    }
-  }
-}
-
 // Copy the rows×kc block A(i0.., p0..) into an MR-major panel, zero-padding rows up to MR.
 template <typename T>
 void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
@@ -196,8 +135,87 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
     for (std::ptrdiff_t p = 0; p < kc; ++p)
       std::memcpy(dst + p * nr, &b(p0 + p, j0), cols * sizeof(T));
   } else {  // Wᵀ: each column of B is a contiguous row of W
-    for (std::ptrdiff_t j = 0; j < cols; ++j)
-      for (std::ptrdiff_t p = 0; p < kc; ++p) dst[p * nr + j] = b(p0 + p, j0 + j);
+    // Rows of the panel in turn: contiguous stores, and loads that an AVX2/AVX-512 copy of this
+    // loop gathers from the cols rows of W (each cache line of W serves 16 consecutive p).
+    for (std::ptrdiff_t p = 0; p < kc; ++p)
+      for (std::ptrdiff_t j = 0; j < cols; ++j) dst[p * nr + j] = b(p0 + p, j0 + j);
+  }
+}
+
+// The loops around the microkernel that touch every element — the epilogue and the unpacked
+// path — are compiled once per ISA: `flatten` inlines them (activations, exp, optimizer) into a
+// function built for that target, and the dispatcher picks the copy that matches the kernel.
+template <typename T>
+struct ElementLoops {
+  void (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                      std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t, T*, std::ptrdiff_t);
+  void (*unpacked_row)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<T>,
+                       MatrixView<T>, T*);
+  void (*pack_a)(MatrixView<T>, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                 int, T*);
+  void (*pack_b)(MatrixView<T>, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                 int, T*);
+};
+
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes)                                              \
+  template <typename T>                                                                          \
+  attributes void finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, \
+                                       std::ptrdiff_t j0, std::ptrdiff_t rows,                   \
+                                       std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,   \
+                                       T* c, std::ptrdiff_t ldc) {                               \
+    finish_tile(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);                                   \
+  }                                                                                              \
+  template <typename T>                                                                          \
+  attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
+                                        MatrixView<T> a, MatrixView<T> b, T* row) {              \
+    unpacked_row(i, n, k, a, b, row);                                                            \
+  }                                                                                              \
+  template <typename T>                                                                          \
+  attributes void pack_a_##suffix(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0,        \
+                                  std::ptrdiff_t rows, std::ptrdiff_t kc, int mr, T* dst) {      \
+    pack_a(a, i0, p0, rows, kc, mr, dst);                                                        \
+  }                                                                                              \
+  template <typename T>                                                                          \
+  attributes void pack_b_##suffix(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0,        \
+                                  std::ptrdiff_t kc, std::ptrdiff_t cols, int nr, T* dst) {      \
+    pack_b(b, p0, j0, kc, cols, nr, dst);                                                        \
+  }
+
+DELTAPROP_ELEMENT_LOOPS(generic, )
+#if DELTAPROP_X86
+DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)))
+DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)))
+#endif
+#undef DELTAPROP_ELEMENT_LOOPS
+
+template <typename T>
+ElementLoops<T> element_loops() {
+#if DELTAPROP_X86
+  switch (current_isa()) {
+    case Isa::avx512:
+      return {finish_tile_avx512<T>, unpacked_row_avx512<T>, pack_a_avx512<T>, pack_b_avx512<T>};
+    case Isa::avx2:
+      return {finish_tile_avx2<T>, unpacked_row_avx2<T>, pack_a_avx2<T>, pack_b_avx2<T>};
+    default: break;
+  }
+#endif
+  return {finish_tile_generic<T>, unpacked_row_generic<T>, pack_a_generic<T>, pack_b_generic<T>};
+}
+
+template <typename T>
+void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+                   MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+  const ElementLoops<T> loops = element_loops<T>();
+  const int threads = threads_for(double(m) * n * k);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    thread_local Buffer<T> row_buffer;
+    T* row = reserve(row_buffer, static_cast<std::size_t>(n));
+#pragma omp for schedule(static)
+    for (std::ptrdiff_t i = 0; i < m; ++i) {
+      loops.unpacked_row(i, n, k, a, b, row);
+      loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
+    }
   }
 }
 
@@ -233,7 +251,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
       const std::ptrdiff_t kc = std::min(kc_max, k - pc);
       const bool first = pc == 0, last = pc + kc == k;
       for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr)
-        pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
+        loops.pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
                packed_b + jr * nr * kc);
       for (std::ptrdiff_t ic = i_begin; ic < i_end; ic += mc_max) {
         const std::ptrdiff_t mc = std::min(mc_max, i_end - ic);
@@ -243,7 +261,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
         // nothing. A panel that overhangs A's last row is still packed, zero-padded.
         for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
           if (!a_in_place || mc - ir * mr < mr)
-            pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
+            loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
                    packed_a + ir * mr * kc);
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
