@@ -355,6 +355,25 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
   return guard_after_update(careful) ? loss : std::numeric_limits<double>::quiet_NaN();
 }
 
+namespace {
+
+// Ask for the rows of samples a later step will read. A shuffled epoch visits X and T in random
+// order, and a row that misses the caches costs ~100 ns: longer than a whole online step of the
+// reference posts' 2-3-1 network, and a tenth of a digits-shaped batch of 32 (its gather).
+template <typename T>
+void prefetch_rows(const T* base, std::size_t row_length, const std::int64_t* rows,
+                   std::size_t count) {
+  constexpr std::uintptr_t line = 64;
+  for (std::size_t r = 0; r < count; ++r) {
+    const auto first = reinterpret_cast<std::uintptr_t>(base + rows[r] * row_length);
+    const std::uintptr_t end = first + row_length * sizeof(T);
+    for (std::uintptr_t at = first & ~(line - 1); at < end; at += line)
+      __builtin_prefetch(reinterpret_cast<const void*>(at));
+  }
+}
+
+}  // namespace
+
 template <typename T>
 typename Network<T>::EpochResult Network<T>::fit_epoch(
     const T* x, const T* t, std::size_t n, std::size_t batch_size, bool shuffle,
@@ -384,6 +403,14 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     const std::size_t rows = std::min(batch_size, n - start);
     const T* bx = x + start * n_in;
     const T* bt = t + start * n_out;
+    if (shuffle) {  // the samples `ahead` steps on: enough to hide a miss behind the steps
+      const std::size_t ahead = rows == 1 ? 8 : 1, next = start + ahead * batch_size;
+      if (next < n) {
+        const std::size_t count = std::min(batch_size, n - next);
+        prefetch_rows(x, n_in, order.data() + next, count);
+        prefetch_rows(t, n_out, order.data() + next, count);
+      }
+    }
     if (shuffle && rows == 1) {  // one row is contiguous where it lies
       bx = x + order[start] * n_in;
       bt = t + order[start] * n_out;
