@@ -12,6 +12,7 @@
 #include "deltaprop/buffer.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
+#include "transpose.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -127,19 +128,29 @@ void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_
 }
 
 // Copy the kc×cols block B(p0.., j0..) into an NR-major panel, zero-padding columns up to NR.
-template <typename T>
+// Wᵀ (each column of B a contiguous row of W) goes through square block transposes where
+// `block_transposes` (the AVX2 and AVX-512 copies; baseline SSE2 would emulate the shuffles).
+template <typename T, bool block_transposes>
 void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_t kc,
             std::ptrdiff_t cols, int nr, T* dst) {
   if (cols < nr) std::fill(dst, dst + kc * nr, T(0));
   if (b.cs == 1) {
     for (std::ptrdiff_t p = 0; p < kc; ++p)
       std::memcpy(dst + p * nr, &b(p0 + p, j0), cols * sizeof(T));
-  } else {  // Wᵀ: each column of B is a contiguous row of W
-    // Rows of the panel in turn: contiguous stores, and loads that an AVX2/AVX-512 copy of this
-    // loop gathers from the cols rows of W (each cache line of W serves 16 consecutive p).
-    for (std::ptrdiff_t p = 0; p < kc; ++p)
-      for (std::ptrdiff_t j = 0; j < cols; ++j) dst[p * nr + j] = b(p0 + p, j0 + j);
+    return;
   }
+  constexpr std::ptrdiff_t s = transpose_block_size<T>;
+  std::ptrdiff_t p = 0;
+  if (block_transposes && b.rs == 1) {
+    for (; p + s <= kc; p += s) {
+      std::ptrdiff_t j = 0;
+      for (; j + s <= cols; j += s) transpose_block(&b(p0 + p, j0 + j), b.cs, dst + p * nr + j, nr);
+      for (std::ptrdiff_t q = p; q < p + s; ++q)
+        for (std::ptrdiff_t jj = j; jj < cols; ++jj) dst[q * nr + jj] = b(p0 + q, j0 + jj);
+    }
+  }
+  for (; p < kc; ++p)
+    for (std::ptrdiff_t j = 0; j < cols; ++j) dst[p * nr + j] = b(p0 + p, j0 + j);
 }
 
 // The loops around the microkernel that touch every element — the epilogue and the unpacked
@@ -157,7 +168,7 @@ struct ElementLoops {
                  int, T*);
 };
 
-#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes)                                              \
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, block_transposes)                                              \
   template <typename T>                                                                          \
   attributes void finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, \
                                        std::ptrdiff_t j0, std::ptrdiff_t rows,                   \
@@ -178,13 +189,13 @@ struct ElementLoops {
   template <typename T>                                                                          \
   attributes void pack_b_##suffix(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0,        \
                                   std::ptrdiff_t kc, std::ptrdiff_t cols, int nr, T* dst) {      \
-    pack_b(b, p0, j0, kc, cols, nr, dst);                                                        \
+    pack_b<T, block_transposes>(b, p0, j0, kc, cols, nr, dst);                                   \
   }
 
-DELTAPROP_ELEMENT_LOOPS(generic, )
+DELTAPROP_ELEMENT_LOOPS(generic, , false)
 #if DELTAPROP_X86
-DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)))
-DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)))
+DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), true)
+DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)), true)
 #endif
 #undef DELTAPROP_ELEMENT_LOOPS
 
