@@ -253,7 +253,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
                                              (std::min(i_end - i_begin, mc_max) + mr - 1) / mr * mr * kc_cap));
   T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(
                                              (std::min(j_end - j_begin, nc_max) + nr - 1) / nr * nr * kc_cap));
-  const bool a_in_place = a.cs == 1;
+  const bool a_in_place = a.cs == 1 || a.rs == 1;
   alignas(64) T tile[max_tile] = {};  // lanes past C's edge stay zero, never garbage
   for (std::ptrdiff_t jc = j_begin; jc < j_end; jc += nc_max) {
     const std::ptrdiff_t nc = std::min(nc_max, j_end - jc);
@@ -267,9 +267,10 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
       for (std::ptrdiff_t ic = i_begin; ic < i_end; ic += mc_max) {
         const std::ptrdiff_t mc = std::min(mc_max, i_end - ic);
         const std::ptrdiff_t m_panels = (mc + mr - 1) / mr;
-        // A row-major A is read in place: packing it would be a transposing copy as slow as a
-        // third of the products (skinny shapes), while the microkernel's MR row streams cost
-        // nothing. A panel that overhangs A's last row is still packed, zero-padded.
+        // A is read in place, by rows or by columns: packing a row-major A would be a
+        // transposing copy as slow as a third of the products (skinny shapes), and even the
+        // straight copy of Aᵀ's columns cost 7% of a digits-shaped step. A panel that overhangs
+        // A's last row is still packed, zero-padded, so nothing past A is read.
         for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
           if (!a_in_place || mc - ir * mr < mr)
             loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
@@ -279,7 +280,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
           for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
             const bool read_in_place = a_in_place && mc - ir * mr >= mr;
             const T* a_panel = read_in_place ? &a(ic + ir * mr, pc) : packed_a + ir * mr * kc;
-            const std::ptrdiff_t lda = read_in_place ? a.rs : 0;
+            const std::ptrdiff_t a_rs = read_in_place ? a.rs : 1, a_cs = read_in_place ? a.cs : mr;
             const T* b_panel = packed_b + jr * nr * kc;
             const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
@@ -293,12 +294,12 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
             const T* partial = first ? nullptr : whole ? c_tile : tile;
             const std::ptrdiff_t ld_partial = whole ? ldc : nr;
             if (last) {
-              kt.gemm(static_cast<int>(kc), a_panel, lda, b_panel, partial, ld_partial, tile, nr);
+              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, partial, ld_partial, tile, nr);
               loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
             } else if (whole) {
-              kt.gemm(static_cast<int>(kc), a_panel, lda, b_panel, partial, ldc, c_tile, ldc);
+              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, partial, ldc, c_tile, ldc);
             } else {
-              kt.gemm(static_cast<int>(kc), a_panel, lda, b_panel, partial, nr, tile, nr);
+              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, partial, nr, tile, nr);
               copy_block(tile, nr, c_tile, ldc, rows, cols);
             }
           }
@@ -312,7 +313,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
 // Whether threads should split C by column panels (each then packs all of A) rather than by row
 // panels (each then packs all of B). Prefer the split that copies less, as long as it gives every
 // thread at least four panels (shares within 25%); pack_cost_* weighs a transposing copy ~4× a
-// straight one, and a row-major A, read in place, costs nothing.
+// straight one, and an A read in place costs nothing.
 inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels, int threads,
                                 double pack_cost_a, double pack_cost_b) {
   const bool columns_balance = n_panels >= 4 * threads, rows_balance = m_panels >= 4 * threads;
@@ -333,7 +334,7 @@ void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVie
   const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
   const int threads = threads_for(double(m) * n * k);
   const bool split_columns = prefer_column_split(m_panels, n_panels, threads,
-                                                 a.cs == 1 ? 0.0 : double(m) * k * (a.rs == 1 ? 1 : 4),
+                                                 a.cs == 1 || a.rs == 1 ? 0.0 : 4.0 * m * k,
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {

@@ -33,12 +33,13 @@ __attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const 
   }
 }
 
-// lda == 0: a is a packed MR-major panel, a[p*MR + i]. lda > 0: a is read in place from a
-// row-major matrix, a[i*lda + p] (each of the MR rows is a contiguous stream).
+// A(i, p) = a[i*a_rs + p*a_cs], with a_rs == 1 (a packed MR-major panel, a_cs = MR, or columns
+// of a transposed matrix read in place) or a_cs == 1 (MR rows of a row-major matrix read in
+// place: MR contiguous streams).
 template <typename T, int MR, int NR, int VBYTES>
-inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t lda,
-                             const T* __restrict b, const T* c_in, std::ptrdiff_t ldc_in,
-                             T* c_out, std::ptrdiff_t ldc_out) {
+inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
+                             std::ptrdiff_t a_cs, const T* __restrict b, const T* c_in,
+                             std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out) {
   typedef T V __attribute__((vector_size(VBYTES), aligned(VBYTES)));
   typedef T U __attribute__((vector_size(VBYTES), aligned(sizeof(T))));  // rows of C: unaligned
   constexpr int W = VBYTES / int(sizeof(T));
@@ -56,11 +57,10 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t lda,
     for (int v = 0; v < NV; ++v)
       acc[i][v] = c_in ? V(*reinterpret_cast<const U*>(c_in + i * ldc_in + v * W)) : V{};
 
-  if (lda == 0) {
-    a = static_cast<const T*>(__builtin_assume_aligned(a, 64));
-    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p * MR, 1);
+  if (a_rs == 1) {
+    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p * a_cs, 1);
   } else {
-    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p, lda);
+    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p, a_rs);
   }
 
 #pragma GCC unroll 16
