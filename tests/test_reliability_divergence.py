@@ -134,3 +134,44 @@ def test_native_and_reference_keep_the_same_weights_after_divergence() -> None:
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
     assert exc.value.batch is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 4])  # the online path and the GEMM path
+@pytest.mark.parametrize("cause", ["loss", "update", "update with a new optimizer"])
+def test_mlp_train_step_raises_naming_the_step_and_keeps_the_network(backend: str, rows: int,
+                                                                     cause: str) -> None:
+    # MLP.train_step behaves like fit: a diverging step is an exception, not a NaN return.
+    spec, W, b, X, T = problem("float64")
+    net = dp.MLP([2, 3, 1], activation="identity", loss="mse", dtype="float64", backend=backend)
+    net.set_weights(W, b)
+    opt = dp.SGD(lr=0.01, momentum=0.9)
+    net.train_step(X[:rows], T[:rows], opt)
+    net.train_step(X[:rows], T[:rows], opt)
+    before = state(net._net)
+    step = 3
+    if cause == "loss":  # (1e200)² overflows the loss itself
+        with pytest.raises(dp.TrainingDiverged, match=r"train_step, optimizer step 3\b") as exc:
+            net.train_step(np.full((rows, 2), 1e200), T[:rows], opt)
+    elif cause == "update":  # a finite loss whose update lr·g overflows
+        opt.lr = 1e308
+        with pytest.raises(dp.TrainingDiverged, match=r"train_step, optimizer step 3\b") as exc:
+            net.train_step(X[:rows] * 100, T[:rows], opt)
+        opt.lr = 0.01
+    else:  # a new optimizer starts at step 1; the old one's momentum must survive the failure
+        step = 1
+        with pytest.raises(dp.TrainingDiverged, match=r"train_step, optimizer step 1\b") as exc:
+            net.train_step(X[:rows] * 100, T[:rows], dp.SGD(lr=1e308, momentum=0.5))
+    assert isinstance(exc.value, FloatingPointError)
+    assert (exc.value.epoch, exc.value.batch, exc.value.step) == (None, None, step)
+    assert_same(before, state(net._net))
+    # The next step with `opt` continues its momentum exactly as if the bad call had not
+    # happened: the network still holds the state `opt` made.
+    twin = dp.MLP([2, 3, 1], activation="identity", loss="mse", dtype="float64",
+                  backend=backend)
+    twin.set_weights(W, b)
+    opt2 = dp.SGD(lr=0.01, momentum=0.9)
+    for _ in range(3):
+        twin.train_step(X[:rows], T[:rows], opt2)
+    net.train_step(X[:rows], T[:rows], opt)
+    assert_same(state(twin._net), state(net._net))

@@ -7,14 +7,17 @@ class TrainingDiverged(FloatingPointError):
     """A batch's loss, or the update it would make, was not finite during training.
 
     The update of that batch is not applied (or undone), so the network keeps the weights of
-    the last good step. ``epoch`` and ``batch`` say where it happened (``epoch`` is None
-    outside ``fit``).
+    the last good step. ``epoch`` and ``batch`` say where it happened in ``fit`` (None from
+    ``train_step``); ``step`` is the optimizer step a ``train_step`` call would have taken
+    (None from ``fit``).
     """
 
-    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None):
+    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None,
+                 step: int | None = None):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
+        self.step = step
 
 
 def diverged(epoch: int, batch: int) -> TrainingDiverged:
@@ -24,3 +27,12 @@ def diverged(epoch: int, batch: int) -> TrainingDiverged:
         "finite; the network keeps the weights of the last good step (try a lower learning "
         "rate)",
         epoch=epoch, batch=batch)
+
+
+def diverged_step(step: int) -> TrainingDiverged:
+    """The error :meth:`deltaprop.MLP.train_step` raises when optimizer step ``step`` diverges."""
+    return TrainingDiverged(
+        f"training diverged in train_step, optimizer step {step}: the loss or the update was "
+        "not finite; the network keeps its weights and optimizer state (try a lower learning "
+        "rate)",
+        step=step)

@@ -8,12 +8,14 @@ reference backend start from identical numbers for a given seed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from . import training
 from .backends import get_backend
+from .errors import diverged_step
 from .history import History
 from .metrics import score_outputs
 from .optim import SGD, Adam, Optimizer
@@ -215,11 +217,31 @@ class MLP:
 
         Passing the same optimizer object again continues its state (momentum, Adam moments);
         a different object starts from a fresh state.
+
+        Raises
+        ------
+        deltaprop.errors.TrainingDiverged
+            When the batch's loss, or the update it would make, is not finite (its ``step`` is
+            the optimizer step this call would have taken). The network keeps its weights and
+            optimizer state, as if the call had not been made.
         """
         self._check_optimizer(optimizer)
         Xc, T = self._data(X, y)
+        # A new optimizer object resets the state; a diverging step must not lose the old one.
+        # Copied only on a switch, which a training loop does once.
+        previous = None
+        if optimizer is not self._optimizer:
+            previous = (self._optimizer, self._net.optimizer_state())
         self._use(optimizer)
-        return float(self._net.train_step(Xc, T, optimizer))
+        loss = float(self._net.train_step(Xc, T, optimizer))
+        if math.isfinite(loss):
+            return loss
+        # The backend applied nothing (or undid the step); name the step it would have been.
+        step = int(self._net.optimizer_state()["step"]) + 1
+        if previous is not None:
+            self._optimizer = previous[0]
+            self._net.set_optimizer_state(previous[1])
+        raise diverged_step(step)
 
     def fit(self, X: Any, y: Any, epochs: int = 10, batch_size: int = 128,
             optimizer: Optimizer | None = None, shuffle: bool = True,
