@@ -68,7 +68,8 @@ def test_limits_and_special_values(isa: str, dtype: type) -> None:
 @pytest.mark.parametrize("name", ["identity", "relu", "leaky_relu"])
 def test_piecewise_linear_activations_are_exact(isa: str, dtype: type, name: str) -> None:
     z = np.linspace(-5, 5, 1001, dtype=dtype).reshape(7, -1)[:, :143].copy()
-    expected = {"identity": z, "relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, dtype(0.2) * z)}
+    expected = {"identity": z, "relu": np.maximum(z, 0),
+                "leaky_relu": np.where(z > 0, z, dtype(0.2) * z)}
     np.testing.assert_array_equal(_native.apply_activation(z, name, 0.2), expected[name])
 
 

@@ -83,9 +83,11 @@ class NetSpec:
         try:
             sizes_t = tuple(sizes)  # type: ignore[call-overload]
         except TypeError:
-            raise TypeError(f"sizes must be a sequence of ints; got {type(sizes).__name__}") from None
+            raise TypeError("sizes must be a sequence of ints; got "
+                            f"{type(sizes).__name__}") from None
         if len(sizes_t) < 2:
-            raise ValueError(f"sizes needs at least an input and an output size; got {list(sizes_t)}")
+            raise ValueError("sizes needs at least an input and an output size; got "
+                             f"{list(sizes_t)}")
         for s in sizes_t:
             if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
                 raise TypeError(f"layer sizes must be ints; got {s!r} in {list(sizes_t)}")
