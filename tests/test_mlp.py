@@ -180,6 +180,18 @@ def test_r2_score_of_an_exact_linear_fit_is_one(backend: str) -> None:
     assert net.score(X, y + 1) < 1
 
 
+def test_r2_score_of_huge_values_is_finite_and_warns_of_nothing(backend: str) -> None:
+    # Found by tests/test_fuzz.py: squared residuals of values near 1e200 overflowed float64,
+    # so score() returned NaN (with a RuntimeWarning) where R² is an ordinary number.
+    net = dp.MLP([2, 1], loss="mse", backend=backend, dtype="float64")
+    net.set_weights([np.array([[1.0], [2.0]])], [np.array([0.0])])
+    rng = np.random.default_rng(0)
+    X, noise = rng.normal(size=(10, 2)), rng.normal(size=10)
+    y = X @ [1.0, 2.0] + noise
+    assert net.score(X * 1e200, y * 1e200) == pytest.approx(net.score(X, y), rel=1e-12)
+    assert net.score(X * 1e-200, y * 1e-200) == pytest.approx(net.score(X, y), rel=1e-12)
+
+
 # -- training -------------------------------------------------------------------------------
 
 def test_train_step_returns_the_loss_before_the_update(backend: str) -> None:

@@ -19,10 +19,18 @@ def score_outputs(spec: NetSpec, A: np.ndarray, T: np.ndarray) -> float:
         # A sample counts as right when every output is (subset accuracy, as scikit-learn).
         return float(np.mean(((A >= 0.5) == (T >= 0.5)).all(axis=1)))
     # R² per output column, averaged (scikit-learn's "uniform_average"); computed in float64.
+    # R² does not change when A and T are scaled alike: dividing by the largest magnitude keeps
+    # the squares of values beyond 1e154 from overflowing (and of those below 1e-154 from
+    # underflowing); ordinary values are left alone, so their R² is scikit-learn's to the bit.
+    # Outputs that did overflow (inf) give R² = -inf, not a RuntimeWarning.
     A64, T64 = A.astype(np.float64), T.astype(np.float64)
-    ss_res = ((T64 - A64) ** 2).sum(axis=0)
-    ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
-    # A constant column: perfect fit scores 1, anything else 0 (scikit-learn's force_finite).
-    safe = np.where(ss_tot > 0, ss_tot, 1.0)
-    r2 = np.where(ss_tot > 0, 1 - ss_res / safe, np.where(ss_res == 0, 1.0, 0.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = max(float(np.abs(A64).max()), float(np.abs(T64).max()))
+        if np.isfinite(scale) and scale > 0 and not 1e-150 < scale < 1e150:
+            A64, T64 = A64 / scale, T64 / scale
+        ss_res = ((T64 - A64) ** 2).sum(axis=0)
+        ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
+        # A constant column: perfect fit scores 1, anything else 0 (scikit-learn's force_finite).
+        safe = np.where(ss_tot > 0, ss_tot, 1.0)
+        r2 = np.where(ss_tot > 0, 1 - ss_res / safe, np.where(ss_res == 0, 1.0, 0.0))
     return float(r2.mean())
