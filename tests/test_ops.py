@@ -152,3 +152,25 @@ def test_update_checks_shapes_and_lr(backend: str) -> None:
 def test_bad_arguments_are_clear_errors(backend: str, call, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         call(backend)
+
+
+@pytest.mark.parametrize("op", ["forward", "output_delta", "delta", "update"])
+def test_overflow_gives_infinity_without_warnings_on_both_backends(op: str) -> None:
+    # Found by tests/test_fuzz.py: the reference loops let NumPy's overflow RuntimeWarnings
+    # out (errors under -W error) where the native ones return inf, as the networks do.
+    big, W = np.full((2, 2), 1e30, np.float32), np.full((2, 2), 1e30, np.float32)
+    results = []
+    for backend in ("native", "reference"):
+        if op == "forward":
+            out = ops.forward(big, W, None, "identity", backend=backend)
+        elif op == "output_delta":
+            out = ops.output_delta(np.full((2, 2), 3e38, np.float32), np.full((2, 2), -3e38),
+                                   "mse", "identity", backend=backend)
+        elif op == "delta":
+            out = ops.delta(big, W, np.ones((2, 2), np.float32), "identity", backend=backend)
+        else:
+            out = W.copy()
+            ops.update(out, None, big, big, lr=1.0, backend=backend)
+        results.append(out)
+    assert np.isinf(results[0]).all() and np.isinf(results[1]).all()
+    np.testing.assert_array_equal(results[0], results[1])

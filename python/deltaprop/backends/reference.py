@@ -82,8 +82,9 @@ LOSSES: dict[str, Callable[[np.ndarray, np.ndarray, str, float], np.ndarray]] = 
 def forward_layer(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray | None, activation: str,
                   alpha: float = 0.01) -> np.ndarray:
     """Return ``A = g(A_prev W + b)`` for one layer (``b`` may be None)."""
-    Z = A_prev @ W if b is None else A_prev @ W + b
-    return ACTIVATIONS[activation](Z, alpha)
+    with _overflow_is_reported():
+        Z = A_prev @ W if b is None else A_prev @ W + b
+        return ACTIVATIONS[activation](Z, alpha)
 
 
 def output_delta(A_L: np.ndarray, T: np.ndarray, loss: str, activation: str,
@@ -95,23 +96,26 @@ def output_delta(A_L: np.ndarray, T: np.ndarray, loss: str, activation: str,
     and leaves ``(A_L − T) / B``.
     """
     B = A_L.shape[0]
-    if loss == "mse":
-        return (A_L - T) * DERIVATIVES[activation](A_L, alpha) / B
-    return (A_L - T) / B
+    with _overflow_is_reported():
+        if loss == "mse":
+            return (A_L - T) * DERIVATIVES[activation](A_L, alpha) / B
+        return (A_L - T) / B
 
 
 def delta(D: np.ndarray, W: np.ndarray, A_prev: np.ndarray, activation: str,
           alpha: float = 0.01) -> np.ndarray:
     """Return ``D_{l-1} = (D_l W_lᵀ) ⊙ g_{l-1}'(A_{l-1})``; ``activation`` is layer l-1's."""
-    return (D @ W.T) * DERIVATIVES[activation](A_prev, alpha)
+    with _overflow_is_reported():
+        return (D @ W.T) * DERIVATIVES[activation](A_prev, alpha)
 
 
 def update(W: np.ndarray, b: np.ndarray | None, A_prev: np.ndarray, D: np.ndarray,
            lr: float) -> None:
     """Plain SGD step in place: ``W −= lr A_prevᵀ D``, ``b −= lr Σ_rows D``."""
-    W -= lr * (A_prev.T @ D)
-    if b is not None:
-        b -= lr * D.sum(axis=0)
+    with _overflow_is_reported():
+        W -= lr * (A_prev.T @ D)
+        if b is not None:
+            b -= lr * D.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,7 +364,8 @@ _MOMENTS = ("m_weights", "m_biases", "v_weights", "v_biases")
 
 def _overflow_is_reported() -> np.errstate:
     """Overflow to inf and the NaN after it are results here, not warnings: a non-finite loss
-    is returned (and fit raises TrainingDiverged), as the native backend does."""
+    is returned (and fit raises TrainingDiverged), and dp.ops returns inf, as the native
+    backend does."""
     return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
