@@ -122,6 +122,22 @@ std::unique_lock<std::mutex> lock_network(Network<T>& net) {
   return lock;
 }
 
+// An optimizer state's step: an integer (Python's or NumPy's) in [0, 2^63). Left to
+// pybind11's cast, anything else was a RuntimeError.
+std::int64_t step_count(const py::object& value) {
+  if (PyBool_Check(value.ptr()) || !PyIndex_Check(value.ptr()))
+    throw py::type_error("optimizer state 'step' must be an integer; got " +
+                         py::str(py::type::of(value).attr("__name__")).cast<std::string>());
+  const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long step = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0 || step < 0)
+    throw py::value_error("optimizer state 'step' must be in [0, 2**63); got " +
+                          py::str(index).cast<std::string>());
+  return step;
+}
+
 template <typename T>
 void bind_network(py::module_& m, const char* name) {
   using Net = Network<T>;
@@ -319,8 +335,7 @@ void bind_network(py::module_& m, const char* name) {
              auto m_w = moments("m_weights", true), m_b = moments("m_biases", false);
              auto v_w = moments("v_weights", true), v_b = moments("v_biases", false);
              if (!s.contains("step")) throw py::value_error("optimizer state lacks 'step'");
-             const auto step = s["step"].cast<std::int64_t>();
-             if (step < 0) throw py::value_error("optimizer state 'step' must be >= 0");
+             const std::int64_t step = step_count(s["step"]);
              std::unique_lock<std::mutex> lock = lock_network(net);
              net.reset_optimizer();
              net.m_weights = std::move(m_w);

@@ -138,6 +138,13 @@ BAD_CALLS = {
     "state step": (lambda n: n.set_optimizer_state(
         {"step": -1, "m_weights": [], "m_biases": [], "v_weights": [], "v_biases": []}),
         ValueError, "step"),
+    # Found by fuzzing: steps pybind11 could not cast were RuntimeErrors.
+    "state step 2**64": (lambda n: n.set_optimizer_state(
+        {"step": 2**64, "m_weights": [], "m_biases": [], "v_weights": [], "v_biases": []}),
+        ValueError, "step"),
+    "state step float": (lambda n: n.set_optimizer_state(
+        {"step": 1.5, "m_weights": [], "m_biases": [], "v_weights": [], "v_biases": []}),
+        TypeError, "step"),
     "state NaN": (lambda n: n.set_optimizer_state(
         {"step": 1, "m_weights": [np.zeros((3, 4)), nan_at((4, 2))], "m_biases": [],
          "v_weights": [], "v_biases": []}), ValueError, "finite"),
