@@ -252,10 +252,11 @@ void bind_network(py::module_& m, const char* name) {
             const std::vector<const T*> cdw(dw.begin(), dw.end()), cdb(db.begin(), db.end());
             py::gil_scoped_release release;
             std::lock_guard<std::mutex> lock(net.mutex);
-            net.apply_gradients(cdw, cdb, step);
+            return net.apply_gradients(cdw, cdb, step);
           },
           py::arg("gradients").noconvert(), py::arg("optimizer"),
-          "One optimizer step from a flat gradient buffer (as gradients_into writes it).")
+          "One optimizer step from a flat gradient buffer (as gradients_into writes it); False "
+          "when it would have made a parameter or moment non-finite and was undone.")
       .def("train_step",
            [](Net& net, const py::object& x_in, const py::object& t_in, const py::object& opt) {
              const Input<T> x = features<T>(x_in, net.sizes());

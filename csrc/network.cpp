@@ -243,6 +243,20 @@ bool Network<T>::update_is_safe(const T* x, std::size_t rows, const OptimizerSte
 }
 
 template <typename T>
+bool Network<T>::gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
+                                    const OptimizerStep<T>& opt) const {
+  const double limit = std::sqrt(double(std::numeric_limits<T>::max())) / 16;
+  const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
+  if (!(lr <= limit && decay <= 1)) return false;
+  for (std::size_t l = 0; l < n_layers(); ++l) {
+    double g = max_abs(dw[l], weights[l].size());
+    if (bias_) g = std::max(g, max_abs(db[l], biases[l].size()));
+    if (!(g <= limit && lr * g <= limit)) return false;
+  }
+  return true;
+}
+
+template <typename T>
 void Network<T>::save_snapshot() {
   snapshot_.weights = weights;
   snapshot_.biases = biases;
@@ -322,8 +336,10 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
 }
 
 template <typename T>
-void Network<T>::apply_gradients(const std::vector<const T*>& dw, const std::vector<const T*>& db,
+bool Network<T>::apply_gradients(const std::vector<const T*>& dw, const std::vector<const T*>& db,
                                  OptimizerStep<T> opt) {
+  const bool careful = !gradients_are_safe(dw, db, opt);
+  if (careful) save_snapshot();
   begin_step(opt);
   for (std::size_t l = 0; l < n_layers(); ++l) {
     apply_update(opt, weights[l].data(), dw[l], m_weights.empty() ? nullptr : m_weights[l].data(),
@@ -332,6 +348,7 @@ void Network<T>::apply_gradients(const std::vector<const T*>& dw, const std::vec
       apply_update(opt, biases[l].data(), db[l], m_biases.empty() ? nullptr : m_biases[l].data(),
                    v_biases.empty() ? nullptr : v_biases[l].data(), biases[l].size(), false);
   }
+  return guard_after_update(careful);
 }
 
 template <typename T>

@@ -175,3 +175,29 @@ def test_mlp_train_step_raises_naming_the_step_and_keeps_the_network(backend: st
         twin.train_step(X[:rows], T[:rows], opt2)
     net.train_step(X[:rows], T[:rows], opt)
     assert_same(state(twin._net), state(net._net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make_opt", OPTIMIZERS)
+@pytest.mark.parametrize("cause", ["gradient", "rate"])
+def test_an_overflowing_apply_gradients_is_undone_and_reported(backend: str, make_opt,
+                                                                cause: str) -> None:
+    # Found by fuzzing: apply_gradients (the step of data-parallel training) had no divergence
+    # guard, so a finite gradient of 3e38 (g² overflows Adam's moment, lr·g the weights) or a
+    # rate making lr·g overflow left infinite moments or weights behind.
+    spec, W, b, X, T = problem("float32")
+    net = BACKENDS[backend].Network(spec, W, b)
+    opt = make_opt()
+    flat = np.zeros(net.n_parameters, np.float32)
+    net.gradients_into(X, T, flat)
+    assert net.apply_gradients(flat, opt) is True
+    before = state(net)
+    if cause == "gradient":
+        flat[2], opt.lr = 3e38, 10.0
+    elif opt.kind == "adam":  # Adam's step is about lr: only a rate beyond the range is too big
+        opt.lr = float(np.finfo(np.float32).max) * 0.999
+        flat *= 1e30
+    else:
+        opt.lr, flat[2] = 3e38, 100.0
+    assert net.apply_gradients(flat, opt) is False
+    assert_same(before, state(net))

@@ -220,7 +220,9 @@ def fit_distributed(model: Any, X: Any, y: Any, comm: Any, epochs: int = 10,
                     batch_loss = float(buf[P])
                     if not np.isfinite(batch_loss):
                         raise diverged(epoch_id, batch)
-                    net.apply_gradients(grad, optimizer)
+                    # Every rank holds the same sum, so every rank undoes it and raises alike.
+                    if not net.apply_gradients(grad, optimizer):
+                        raise diverged(epoch_id, batch)
                     total += batch_loss
                     if bar is not None:
                         bar.batch_done(start + len(rows), total)

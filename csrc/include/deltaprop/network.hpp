@@ -47,8 +47,9 @@ class Network {
   double gradients(const T* x, const T* t, std::size_t rows, const std::vector<T*>& dw,
                    const std::vector<T*>& db);
   // One optimizer step from given gradients (laid out like weights/biases), e.g. gradients
-  // summed over MPI ranks.
-  void apply_gradients(const std::vector<const T*>& dw, const std::vector<const T*>& db,
+  // summed over MPI ranks. Guarded like train_step: a step that would make a parameter or
+  // moment non-finite is undone and returns false.
+  bool apply_gradients(const std::vector<const T*>& dw, const std::vector<const T*>& db,
                        OptimizerStep<T> opt);
   // Number of parameters: Σ weights + biases, the length of a flat gradient buffer.
   std::size_t n_parameters() const;
@@ -104,6 +105,9 @@ class Network {
   // max|D_l|, O(B·Σ n_l) to check. Only a step that fails the bound pays for a snapshot of the
   // parameters and optimizer state, which is restored if the step did produce NaN or infinity.
   bool update_is_safe(const T* x, std::size_t rows, const OptimizerStep<T>& opt) const;
+  // The same bound for gradients given whole (apply_gradients): max|g| itself.
+  bool gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
+                          const OptimizerStep<T>& opt) const;
   struct Snapshot {
     std::vector<Buffer<T>> weights, biases, m_weights, m_biases, v_weights, v_biases;
     std::int64_t step = 0;

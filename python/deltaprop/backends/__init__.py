@@ -31,10 +31,11 @@ Network interface (both backends)::
     net.gradients_into(X, T, out) -> float    # mean loss over the rows; writes the gradients
         # of that mean loss into the flat 1-D buffer out (n_parameters elements, spec.dtype),
         # laid out W_1, b_1, W_2, b_2, ... (W_l row-major; no b_l without biases)
-    net.apply_gradients(flat, optimizer) -> None
+    net.apply_gradients(flat, optimizer) -> bool
         # one optimizer step (state, momentum, Adam moments, weight decay on weights only) from
         # a flat gradient in that layout: train_step == gradients_into + apply_gradients, up to
         # rounding. Data-parallel training (deltaprop.distributed) sums the flat buffers.
+        # False: the step would have left a parameter or moment non-finite and was undone.
     net.optimizer_state() -> dict                             # copies, see below
     net.set_optimizer_state(state) -> None
     net.reset_optimizer() -> None                             # zero moments, step 0

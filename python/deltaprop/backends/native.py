@@ -50,8 +50,8 @@ class Network:
     def gradients_into(self, X: np.ndarray, T: np.ndarray, out: np.ndarray) -> float:
         return float(self._net.gradients_into(X, T, out))
 
-    def apply_gradients(self, flat: np.ndarray, optimizer: Optimizer) -> None:
-        self._net.apply_gradients(flat, optimizer)
+    def apply_gradients(self, flat: np.ndarray, optimizer: Optimizer) -> bool:
+        return bool(self._net.apply_gradients(flat, optimizer))
 
     @property
     def n_parameters(self) -> int:

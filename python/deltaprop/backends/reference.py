@@ -248,13 +248,23 @@ class Network:
             view[...] = g
         return self._loss(Z_L, T)
 
-    def apply_gradients(self, flat: np.ndarray, optimizer: Optimizer) -> None:
-        """Take one optimizer step from gradients laid out as :meth:`gradients_into` writes."""
+    def apply_gradients(self, flat: np.ndarray, optimizer: Optimizer) -> bool:
+        """Take one optimizer step from gradients laid out as :meth:`gradients_into` writes.
+
+        Returns False, with the step undone, when it would leave a parameter or moment
+        non-finite (as :meth:`train_step` guards its steps).
+        """
         views = self._flat_views(flat)
-        if self.biases is None:
-            self._apply(views, None, optimizer)
-        else:
-            self._apply(views[0::2], views[1::2], optimizer)
+        before = self._snapshot()
+        with _overflow_is_reported():
+            if self.biases is None:
+                self._apply(views, None, optimizer)
+            else:
+                self._apply(views[0::2], views[1::2], optimizer)
+        if not all(np.isfinite(a).all() for a in self._snapshot()[1]):
+            self._restore(before)
+            return False
+        return True
 
     @property
     def n_parameters(self) -> int:
