@@ -2,7 +2,8 @@
 worker process so that a segfault or abort is a test failure, not the end of pytest.
 
 The cases (``tests/fuzz/cases.py``) cover MLP construction and every method, ``dp.ops`` on
-both backends and ``dp.load`` on damaged files; ``tests/fuzz/execute.py`` checks that each call
+both backends, ``dp.load`` on damaged files and ``deltaprop._native`` called directly
+(``tests/fuzz/native_calls.py``); ``tests/fuzz/execute.py`` checks that each call
 succeeds with sane, backend-consistent results or raises a documented exception and leaves the
 network unchanged. ``.ci/fuzz`` drives the same cases, coverage-guided, for longer.
 """
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from fuzz import cases
+from fuzz import cases, native_calls
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -118,6 +119,13 @@ def test_ops_agree_across_backends_or_raise_documented_errors(worker: Worker,
 @given(data=st.data())
 def test_load_of_damaged_files_raises_documented_errors(worker: Worker, data: Any) -> None:
     check(worker, cases.draw_load_case, data)
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_native_module_calls_succeed_or_raise_documented_errors(worker: Worker,
+                                                                data: Any) -> None:
+    check(worker, native_calls.draw_native_case, data)
 
 
 def test_a_crashing_case_is_reported_and_the_worker_restarts(worker: Worker) -> None:

@@ -229,4 +229,5 @@ def draw_load_case(src: Source) -> dict:
 
 
 def draw_case(src: Source) -> dict:
+    """Any case but the native module's (``native_calls.draw_native_case``)."""
     return choice(src, [draw_mlp_case, draw_mlp_case, draw_ops_case, draw_load_case])(src)

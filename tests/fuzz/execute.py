@@ -286,4 +286,6 @@ def run_load(case: dict) -> None:
 
 def run_case(case: dict) -> None:
     """Run ``case``; raise :class:`Violation` if deltaprop breaks a promise."""
-    {"mlp": run_mlp, "ops": run_ops, "load": run_load}[case["kind"]](case)
+    from .native_calls import run_native  # which imports this module's checks
+
+    {"mlp": run_mlp, "ops": run_ops, "load": run_load, "native": run_native}[case["kind"]](case)
