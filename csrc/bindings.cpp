@@ -532,13 +532,13 @@ PYBIND11_MODULE(_native, m) {
       [](std::size_t n, std::uint64_t seed, std::uint64_t epoch) {
         check_allocatable<std::int64_t>(checked_product(n, 4, "n is too large"),
                                         "the order of " + std::to_string(n) + " samples");
-        std::vector<std::int64_t> order;
+        EpochOrder order;
         {
           py::gil_scoped_release release;
-          order = epoch_order(n, seed, epoch);
+          order.compute(n, seed, epoch);
         }
         py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
-        std::copy(order.begin(), order.end(), out.mutable_data());
+        std::copy(order.order.begin(), order.order.end(), out.mutable_data());
         return out;
       },
       py::arg("n"), py::arg("seed"), py::arg("epoch"),

@@ -35,39 +35,36 @@ constexpr std::size_t forward_chunk = 1024;
 
 }  // namespace
 
-std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed, std::uint64_t epoch) {
+void EpochOrder::compute(std::size_t n, std::uint64_t seed, std::uint64_t epoch) {
   const std::uint64_t stream = splitmix64(splitmix64(seed) ^ epoch);
+  auto key = [stream](std::size_t i) { return splitmix64(stream + i * golden); };
   // The keys are uniform 64-bit hashes, so a stable counting sort on their top bits leaves about
   // eight samples per bucket, and an insertion sort finishes each bucket: O(n), where a
   // comparison sort took ~100 ns a sample (few buckets keep the counters in cache). Stability
-  // keeps ties in index order, as NumPy's stable argsort does.
+  // keeps ties in index order, as NumPy's stable argsort does. A key is cheaper to compute
+  // twice than to store between the counting and the placing pass.
   int bits = 1;
   while (bits < 20 && (std::size_t(8) << bits) < n) ++bits;
   const std::size_t buckets = std::size_t(1) << bits;
-  struct Keyed {
-    std::uint64_t key;
-    std::int64_t index;
-  };
-  std::vector<Keyed> keyed(n), sorted(n);
   std::vector<std::size_t> start(buckets + 1, 0);
-  for (std::size_t i = 0; i < n; ++i) {
-    keyed[i] = {splitmix64(stream + i * golden), static_cast<std::int64_t>(i)};
-    ++start[(keyed[i].key >> (64 - bits)) + 1];
-  }
+  for (std::size_t i = 0; i < n; ++i) ++start[(key(i) >> (64 - bits)) + 1];
   for (std::size_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
   std::vector<std::size_t> fill(start.begin(), start.end() - 1);
-  for (const Keyed& k : keyed) sorted[fill[k.key >> (64 - bits)]++] = k;
+  sorted_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t k = key(i);
+    sorted_[fill[k >> (64 - bits)]++] = {k, static_cast<std::int64_t>(i)};
+  }
   for (std::size_t b = 0; b < buckets; ++b) {
     for (std::size_t j = start[b] + 1; j < start[b + 1]; ++j) {
-      const Keyed item = sorted[j];
+      const Keyed item = sorted_[j];
       std::size_t k = j;
-      for (; k > start[b] && sorted[k - 1].key > item.key; --k) sorted[k] = sorted[k - 1];
-      sorted[k] = item;
+      for (; k > start[b] && sorted_[k - 1].key > item.key; --k) sorted_[k] = sorted_[k - 1];
+      sorted_[k] = item;
     }
   }
-  std::vector<std::int64_t> order(n);
-  for (std::size_t i = 0; i < n; ++i) order[i] = sorted[i].index;
-  return order;
+  order.resize(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = sorted_[i].index;
 }
 
 template <typename T>
@@ -397,8 +394,8 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     std::uint64_t seed, std::uint64_t epoch, const OptimizerStep<T>& opt,
     const Progress& progress) {
   const std::size_t n_in = sizes_[0], n_out = sizes_.back();
-  std::vector<std::int64_t> order;
-  if (shuffle) order = epoch_order(n, seed, epoch);
+  if (shuffle) epoch_order_.compute(n, seed, epoch);
+  const std::vector<std::int64_t>& order = epoch_order_.order;
   // A shuffled batch is gathered into contiguous rows (A_0 of the step); an unshuffled one is
   // used where it lies.
   Buffer<T> batch_x, batch_t;

@@ -16,7 +16,20 @@
 namespace deltaprop {
 
 // The order in which epoch `epoch` visits n samples; identical to deltaprop.shuffle.epoch_order.
-std::vector<std::int64_t> epoch_order(std::size_t n, std::uint64_t seed, std::uint64_t epoch);
+// Kept from epoch to epoch with its sorting scratch: fresh pages for 24 bytes a sample every
+// epoch cost as much as the sort itself (page faults, 4% of a 2-3-1 online epoch).
+class EpochOrder {
+ public:
+  void compute(std::size_t n, std::uint64_t seed, std::uint64_t epoch);
+  std::vector<std::int64_t> order;
+
+ private:
+  struct Keyed {
+    std::uint64_t key;
+    std::int64_t index;
+  };
+  std::vector<Keyed> sorted_;
+};
 
 template <typename T>
 class Network {
@@ -136,6 +149,7 @@ class Network {
  private:
   // One row of gradients (a bias gradient, or a weight row in the online step), reused.
   Buffer<T> row_gradient_;
+  EpochOrder epoch_order_;
 };
 
 extern template class Network<float>;
