@@ -7,6 +7,8 @@
 // results are bitwise identical for any number of threads.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 
 #include "deltaprop/buffer.hpp"
@@ -43,11 +45,51 @@ void set_max_threads(int n) {
 #endif
 }
 
+namespace {
+
+// A parallel region ends only when every thread of it has finished, and where another process
+// competes for a core, a thread of ours can wait a whole scheduler slice (milliseconds) for it
+// while its partner spins at the join: two threads then trained 10–20× slower than one (an
+// MNIST-shaped fit at 2 threads beside a niced busy loop: 7k against 82k samples/s). So each
+// parallel GEMM compares the calling thread's wait at the join with its own share of the work;
+// a wait longer than the work (and than 100 µs) sends every GEMM to one thread for 50 ms, after
+// which two threads are tried again. Results do not depend on the thread count: only speed does.
+std::atomic<std::int64_t> one_thread_until{0};  // steady-clock nanoseconds; 0: never set
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class JoinWatch {
+ public:
+  explicit JoinWatch(int threads) : timed_(threads > 1), start_(timed_ ? now_ns() : 0) {}
+  // Thread 0, inside the region, when its own share is done.
+  void own_share_done() {
+    if (timed_) done_ = now_ns();
+  }
+  // The calling thread, after the region.
+  void joined() const {
+    if (!timed_) return;
+    const std::int64_t end = now_ns(), wait = end - done_, work = done_ - start_;
+    if (wait > work && wait > 100'000)
+      one_thread_until.store(end + 50'000'000, std::memory_order_relaxed);
+  }
+
+ private:
+  bool timed_;
+  std::int64_t start_, done_ = 0;
+};
+
+}  // namespace
+
 int threads_for(double work) {
   // Below ~2^20 multiply-adds per thread (~10 µs) the fork/join and barriers of a parallel
-  // region cost more than another core saves, and on a loaded machine each barrier can wait a
-  // whole scheduler slice for a descheduled thread.
+  // region cost more than another core saves.
   constexpr double min_work_per_thread = 1048576.0;
+  const std::int64_t until = one_thread_until.load(std::memory_order_relaxed);
+  if (until != 0 && now_ns() < until) return 1;
   const int available = max_threads();
   const double useful = work / min_work_per_thread;
   return useful >= available ? available : std::max(1, static_cast<int>(useful));
@@ -218,16 +260,21 @@ void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
                    MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const ElementLoops<T> loops = element_loops<T>();
   const int threads = threads_for(double(m) * n * k);
+  JoinWatch watch(threads);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     thread_local Buffer<T> row_buffer;
     T* row = reserve(row_buffer, static_cast<std::size_t>(n));
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (std::ptrdiff_t i = 0; i < m; ++i) {
       loops.unpacked_row(i, n, k, a, b, row);
       loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
     }
+#ifdef _OPENMP
+    if (omp_get_thread_num() == 0) watch.own_share_done();
+#endif
   }
+  watch.joined();
 }
 
 // dst(r, j) = src(r, j) for the rows×cols block: moves partial sums of a tile at C's edge.
@@ -333,6 +380,7 @@ void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVie
   const ElementLoops<T> loops = element_loops<T>();
   const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
   const int threads = threads_for(double(m) * n * k);
+  JoinWatch watch(threads);
   const bool split_columns = prefer_column_split(m_panels, n_panels, threads,
                                                  a.cs == 1 || a.rs == 1 ? 0.0 : 4.0 * m * k,
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
@@ -351,7 +399,9 @@ void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVie
       else
         gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c, ldc, ep);
     }
+    if (me == 0) watch.own_share_done();
   }
+  watch.joined();
 }
 
 }  // namespace
