@@ -1,0 +1,63 @@
+"""The multithreaded workload .ci/races runs under ThreadSanitizer: every OpenMP path of the
+native kernels at 2 threads, and the Python-thread uses the bindings allow.
+
+Sizes are chosen to take the parallel paths: GEMMs of well over 4096 multiply-adds with output
+tiles for both threads (packed panels), batches above the GEMM's kc (split-k weight update),
+the forward chunking over 1024 rows, and the online (one-row) step.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+import deltaprop as dp
+
+dp.set_num_threads(2)
+assert dp.get_num_threads() == 2
+rng = np.random.default_rng(0)
+
+for dtype in ("float32", "float64"):
+    X = rng.normal(size=(640, 200)).astype(dtype)
+    y = rng.integers(0, 10, size=640)
+    for optimizer in (dp.SGD(lr=0.01, momentum=0.9), dp.Adam(lr=1e-3)):
+        net = dp.MLP([200, 256, 128, 10], activation="relu", dtype=dtype, seed=1)
+        net.fit(X, y, epochs=1, batch_size=320, optimizer=optimizer)  # split-k: 320 > kc
+        net.fit(X[:64], y[:64], epochs=1, batch_size=1, optimizer=optimizer)  # online steps
+        net.forward(np.repeat(X, 3, axis=0))  # 1920 rows: two forward chunks
+        net.gradients(X, y)
+        net.loss(X, y)
+    W = rng.normal(size=(200, 256)).astype(dtype)
+    b = np.zeros(256, dtype)
+    A = dp.ops.forward(X, W, b, activation="tanh")
+    D = dp.ops.delta(rng.normal(size=(640, 256)).astype(dtype), W, X, activation="identity")
+    dp.ops.update(W, b, X, rng.normal(size=(640, 256)).astype(dtype) * 1e-3, lr=0.1)
+    assert A.shape == (640, 256) and D.shape == (640, 200)
+
+# Python threads: two networks at once (GIL released), and one network from two threads
+# (serialised by its mutex), each with the OpenMP team of its own calls.
+X = rng.normal(size=(512, 200)).astype("float32")
+y = rng.integers(0, 10, size=512)
+nets = [dp.MLP([200, 128, 10], seed=s) for s in (1, 2)]
+shared = dp.MLP([200, 128, 10], seed=3)
+
+
+def train(net: dp.MLP) -> None:
+    net.fit(X, y, epochs=2, batch_size=64, optimizer=dp.SGD(lr=0.01))
+
+
+def read(net: dp.MLP) -> None:
+    for _ in range(5):
+        net.forward(X)
+        net.get_weights()
+
+
+threads = [threading.Thread(target=train, args=(n,)) for n in nets]
+threads += [threading.Thread(target=train, args=(shared,)),
+            threading.Thread(target=read, args=(shared,))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("races workload: done")
