@@ -36,7 +36,8 @@ no_convergence_warning = pytest.mark.filterwarnings("ignore::sklearn.exceptions.
 # the decision_function one (MLPClassifier has none, like scikit-learn's).
 NOT_APPLICABLE = {
     "check_array_api_input": "SCIPY_ARRAY_API is not set",
-    "check_classifiers_multilabel_output_format_decision_function": "does not have a decision_function",
+    "check_classifiers_multilabel_output_format_decision_function":
+        "does not have a decision_function",
 }
 
 
