@@ -242,6 +242,31 @@ def test_bad_fit_arguments_leave_the_network_unchanged(backend: str, case: int) 
     assert net._net.optimizer_state()["step"] == state["step"]
 
 
+@pytest.mark.parametrize("how", ["train_step", "fit"])
+@pytest.mark.parametrize("bad", [{"eps": 1e-320}, {"lr": 1e300}, {"weight_decay": 1e300}])
+def test_a_new_optimizer_refused_in_float32_keeps_the_old_state(backend: str, how: str,
+                                                                bad: dict) -> None:
+    # Found by fuzzing: eps 1e-320 or lr 1e300 is a valid Adam but 0 or inf in float32; the
+    # backend refused it only after switching optimizers had reset the old one's moments.
+    X, y = blobs(20)
+    net = dp.MLP([5, 8, 3], backend=backend)
+    adam = dp.Adam()
+    net.train_step(X, y, adam)
+    before, state = params(net), net._net.optimizer_state()
+    with pytest.raises(ValueError, match="float32"):
+        if how == "fit":
+            net.fit(X, y, epochs=1, optimizer=dp.Adam(**bad))
+        else:
+            net.train_step(X, y, dp.Adam(**bad))
+    assert_same_params(net, before)
+    assert net._optimizer is adam
+    after = net._net.optimizer_state()
+    assert after["step"] == state["step"] == 1
+    for k in ("m_weights", "v_weights"):
+        for a, b in zip(after[k], state[k]):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_bad_train_step_leaves_the_network_unchanged(backend: str) -> None:
     X, y = blobs(20)
     net = dp.MLP([5, 8, 3], backend=backend)

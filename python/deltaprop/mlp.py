@@ -199,11 +199,27 @@ class MLP:
 
     # -- training ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_optimizer(optimizer: Any) -> Optimizer:
+    def _check_optimizer(self, optimizer: Any) -> Optimizer:
+        """``optimizer``, checked as the backend will check it, before anything changes.
+
+        A new optimizer object resets the network's optimizer state (:meth:`_use`), so an
+        optimizer the backend would refuse must be refused first: its fields again (they may
+        have been assigned since construction), then in the network's dtype, where a valid
+        eps can round to 0 and a valid lr or weight_decay overflow to inf.
+        """
         if not isinstance(optimizer, (SGD, Adam)):
             raise TypeError("optimizer must be a deltaprop.SGD or deltaprop.Adam; got "
                             f"{type(optimizer).__name__}")
+        optimizer.__post_init__()
+        as_dtype = self._spec.dtype.type
+        with np.errstate(over="ignore", under="ignore"):
+            if not (np.isfinite(as_dtype(optimizer.lr))
+                    and np.isfinite(as_dtype(optimizer.weight_decay))):
+                raise ValueError(f"optimizer.lr and weight_decay must be finite in "
+                                 f"{self._spec.dtype.name}; got {optimizer}")
+            if optimizer.kind == "adam" and not as_dtype(optimizer.eps) > 0:
+                raise ValueError(f"optimizer.eps is 0 in {self._spec.dtype.name}; use a larger "
+                                 f"eps (got {optimizer.eps})")
         return optimizer
 
     def _use(self, optimizer: Optimizer) -> None:
