@@ -570,6 +570,7 @@ PYBIND11_MODULE(_native, m) {
     info["openmp"] = py::none();
 #endif
     info["compiler"] = __VERSION__;
+    info["build_flags"] = DELTAPROP_BUILD;
     return info;
   });
 }

@@ -183,6 +183,8 @@ def test_info_reports_the_runtime(capsys: pytest.CaptureFixture) -> None:
     for key in ("isa:", "isas supported:", "threads:", "openmp:", "openmp runtime:",
                 "compiler:", "native module:"):
         assert key in out, key
+    build = next(line for line in out.splitlines() if line.startswith("build_flags:"))
+    assert "-O3" in build and "-march=native" not in build  # the default build is portable
 
 
 def test_console_script_trains(tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["native", "reference"], default=None)
     p.set_defaults(run=predict)
 
-    p = sub.add_parser("info", help="version, instruction sets, threads, OpenMP, compiler")
+    p = sub.add_parser("info",
+                       help="version, instruction sets, threads, OpenMP, compiler, build flags")
     p.set_defaults(run=info)
     return parser
 
