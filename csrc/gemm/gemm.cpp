@@ -155,7 +155,8 @@ void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVi
   }
 }
 
-// Copy the rows×kc block A(i0.., p0..) into an MR-major panel, zero-padding rows up to MR.
+// Copy the rows×kc block A(i0.., p0..) into an MR-major panel, zero-padding rows up to MR. With A
+// read in place this runs only for the panel at A's edge (or a view with no unit stride).
 template <typename T>
 void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
             std::ptrdiff_t kc, int mr, T* dst) {
@@ -195,22 +196,21 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
     for (std::ptrdiff_t j = 0; j < cols; ++j) dst[p * nr + j] = b(p0 + p, j0 + j);
 }
 
-// The loops around the microkernel that touch every element — the epilogue and the unpacked
-// path — are compiled once per ISA: `flatten` inlines them (activations, exp, optimizer) into a
-// function built for that target, and the dispatcher picks the copy that matches the kernel.
+// The loops around the microkernel that touch every element — the epilogue, the unpacked path
+// and B's packing — are compiled once per ISA: `flatten` inlines them (activations, exp,
+// optimizer, transposes) into a function built for that target, and the dispatcher picks the
+// copy that matches the kernel.
 template <typename T>
 struct ElementLoops {
   void (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
                       std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t, T*, std::ptrdiff_t);
   void (*unpacked_row)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<T>,
                        MatrixView<T>, T*);
-  void (*pack_a)(MatrixView<T>, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
-                 int, T*);
   void (*pack_b)(MatrixView<T>, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
                  int, T*);
 };
 
-#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, block_transposes)                                              \
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, block_transposes)                        \
   template <typename T>                                                                          \
   attributes void finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, \
                                        std::ptrdiff_t j0, std::ptrdiff_t rows,                   \
@@ -222,11 +222,6 @@ struct ElementLoops {
   attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
                                         MatrixView<T> a, MatrixView<T> b, T* row) {              \
     unpacked_row(i, n, k, a, b, row);                                                            \
-  }                                                                                              \
-  template <typename T>                                                                          \
-  attributes void pack_a_##suffix(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0,        \
-                                  std::ptrdiff_t rows, std::ptrdiff_t kc, int mr, T* dst) {      \
-    pack_a(a, i0, p0, rows, kc, mr, dst);                                                        \
   }                                                                                              \
   template <typename T>                                                                          \
   attributes void pack_b_##suffix(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0,        \
@@ -246,13 +241,13 @@ ElementLoops<T> element_loops() {
 #if DELTAPROP_X86
   switch (current_isa()) {
     case Isa::avx512:
-      return {finish_tile_avx512<T>, unpacked_row_avx512<T>, pack_a_avx512<T>, pack_b_avx512<T>};
+      return {finish_tile_avx512<T>, unpacked_row_avx512<T>, pack_b_avx512<T>};
     case Isa::avx2:
-      return {finish_tile_avx2<T>, unpacked_row_avx2<T>, pack_a_avx2<T>, pack_b_avx2<T>};
+      return {finish_tile_avx2<T>, unpacked_row_avx2<T>, pack_b_avx2<T>};
     default: break;
   }
 #endif
-  return {finish_tile_generic<T>, unpacked_row_generic<T>, pack_a_generic<T>, pack_b_generic<T>};
+  return {finish_tile_generic<T>, unpacked_row_generic<T>, pack_b_generic<T>};
 }
 
 template <typename T>
@@ -310,7 +305,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
       const bool first = pc == 0, last = pc + kc == k;
       for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr)
         loops.pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
-               packed_b + jr * nr * kc);
+                     packed_b + jr * nr * kc);
       for (std::ptrdiff_t ic = i_begin; ic < i_end; ic += mc_max) {
         const std::ptrdiff_t mc = std::min(mc_max, i_end - ic);
         const std::ptrdiff_t m_panels = (mc + mr - 1) / mr;
@@ -320,7 +315,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
         // A's last row is still packed, zero-padded, so nothing past A is read.
         for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
           if (!a_in_place || mc - ir * mr < mr)
-            loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
+            pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
                    packed_a + ir * mr * kc);
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {

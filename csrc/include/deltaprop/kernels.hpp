@@ -1,5 +1,6 @@
-// The microkernel slot: an MR×NR register tile over packed panels, with the cache-blocking sizes
-// that suit it. One table per (type, ISA); dispatch.cpp picks one at import.
+// The microkernel slot: an MR×NR register tile over a packed B panel and A packed or read in
+// place, with the cache-blocking sizes that suit it. One table per (type, ISA); dispatch.cpp
+// picks one at import.
 //
 // Contract of `gemm`: for i < MR, j < NR,
 //   c_out[i*ldc_out + j] = (c_in ? c_in[i*ldc_in + j] : 0) + Σ_{p<kc} A(i, p) · b[p*NR + j]
