@@ -221,20 +221,25 @@ bool all_finite(const std::vector<Buffer<T>>& buffers) {
   return true;
 }
 
+// Whether a step with gradients at most `g` in magnitude keeps everything finite. The limit
+// sqrt(max)/16: g² and the second moment stay finite, and the largest step lr·g is far below
+// half an ulp of max(T), so adding it to a finite parameter cannot round to infinity.
+template <typename T>
+bool step_is_safe(const OptimizerStep<T>& opt, double g) {
+  const double limit = std::sqrt(double(std::numeric_limits<T>::max())) / 16;
+  const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
+  return lr <= limit && decay <= 1 && g <= limit && lr * g <= limit;
+}
+
 }  // namespace
 
 template <typename T>
 bool Network<T>::update_is_safe(const T* x, std::size_t rows, const OptimizerStep<T>& opt) const {
-  // sqrt(max)/16: g² and the second moment stay finite, and the largest step lr·g is far below
-  // half an ulp of max(T), so adding it to a finite parameter cannot round to infinity.
-  const double limit = std::sqrt(double(std::numeric_limits<T>::max())) / 16;
-  const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
-  if (!(lr <= limit && decay <= 1)) return false;
   for (std::size_t l = 1; l <= n_layers(); ++l) {
     const double a = max_abs(l == 1 ? x : a_[l - 1].data(), rows * sizes_[l - 1]);
     const double d = max_abs(d_[l].data(), rows * sizes_[l]);
     const double bound = double(rows) * std::max(a, 1.0) * d;  // max(a, 1): the bias gradient
-    if (!(bound <= limit && lr * bound <= limit)) return false;
+    if (!step_is_safe(opt, bound)) return false;
   }
   return true;
 }
@@ -242,13 +247,10 @@ bool Network<T>::update_is_safe(const T* x, std::size_t rows, const OptimizerSte
 template <typename T>
 bool Network<T>::gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
                                     const OptimizerStep<T>& opt) const {
-  const double limit = std::sqrt(double(std::numeric_limits<T>::max())) / 16;
-  const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
-  if (!(lr <= limit && decay <= 1)) return false;
   for (std::size_t l = 0; l < n_layers(); ++l) {
     double g = max_abs(dw[l], weights[l].size());
     if (bias_) g = std::max(g, max_abs(db[l], biases[l].size()));
-    if (!(g <= limit && lr * g <= limit)) return false;
+    if (!step_is_safe(opt, g)) return false;
   }
   return true;
 }
