@@ -129,15 +129,19 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
         dp.load(tmp_path / "missing.npz")
 
 
-@pytest.mark.parametrize("field", [6, 10])  # version needed to extract, compression method
-def test_members_zipfile_cannot_extract_are_value_errors(field: int, tmp_path: Path) -> None:
+# Central-directory fields: version needed to extract, compression method, flags (bit 0:
+# encrypted).
+@pytest.mark.parametrize("field, value", [(6, 66), (10, 66), (8, 1)])
+def test_members_zipfile_cannot_extract_are_value_errors(field: int, value: int,
+                                                         tmp_path: Path) -> None:
     # Found by tests/test_fuzz.py: zipfile raises NotImplementedError for a member that needs
-    # a newer zip version or an unknown compression, and it escaped dp.load.
+    # a newer zip version or an unknown compression, and it escaped dp.load; found by fuzzing
+    # too, RuntimeError for an encrypted member.
     path = tmp_path / "model.npz"
     dp.save(trained("reference"), path)
     data = bytearray(path.read_bytes())
     header = data.index(b"PK\x01\x02")  # the first central-directory entry
-    data[header + field:header + field + 2] = (66).to_bytes(2, "little")
+    data[header + field:header + field + 2] = value.to_bytes(2, "little")
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="cannot read|not a readable"):
         dp.load(path)

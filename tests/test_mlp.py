@@ -243,7 +243,8 @@ def test_bad_fit_arguments_leave_the_network_unchanged(backend: str, case: int) 
 
 
 @pytest.mark.parametrize("how", ["train_step", "fit"])
-@pytest.mark.parametrize("bad", [{"eps": 1e-320}, {"lr": 1e300}, {"weight_decay": 1e300}])
+@pytest.mark.parametrize("bad", [{"eps": 1e-320}, {"lr": 1e300}, {"lr": 1e-300},
+                                 {"weight_decay": 1e300}])
 def test_a_new_optimizer_refused_in_float32_keeps_the_old_state(backend: str, how: str,
                                                                 bad: dict) -> None:
     # Found by fuzzing: eps 1e-320 or lr 1e300 is a valid Adam but 0 or inf in float32; the

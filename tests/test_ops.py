@@ -125,6 +125,11 @@ def test_update_checks_shapes_and_lr(backend: str) -> None:
         with pytest.raises(error):
             ops.update(Wu, None, A, Dd, lr=lr, backend=backend)
         np.testing.assert_array_equal(Wu, W)
+    for lr in (1e300, 1e-300):  # found by fuzzing: fine in float64, inf or 0 in float32
+        Wu = W.astype(np.float32)
+        with pytest.raises(ValueError, match="finite in float32"):
+            ops.update(Wu, None, A_PREV, D, lr=lr, backend=backend)
+        np.testing.assert_array_equal(Wu, W.astype(np.float32))
     Wu = W.copy()  # (5, 3): with 5 rows, W itself has the shape of D
     with pytest.raises(ValueError, match="overlaps"):
         ops.update(Wu, None, np.ones((5, 5)), Wu, lr=0.1, backend=backend)

@@ -125,6 +125,15 @@ def test_bad_cross_entropy_targets(y: object, match: str) -> None:
             as_targets(y, spec("cross_entropy", 3), 3)
 
 
+def test_target_rows_whose_sum_overflows_are_refused_without_a_warning() -> None:
+    # Found by .ci/fuzz: the row-sum check's float64 sum overflowed with a RuntimeWarning.
+    y = np.array([[1e308, 1e308, 0.0], [0.0, 1.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="probability distributions.*row 0"):
+            as_targets(y, spec("cross_entropy", 3, "float64"), 2)
+
+
 def test_target_rows_of_the_right_dtype_are_not_copied() -> None:
     y = np.eye(3, dtype=np.float32)[[0, 2, 1, 1]]
     assert np.shares_memory(as_targets(y, spec("cross_entropy", 3), 4), y)

@@ -39,9 +39,10 @@ READABLE_VERSIONS = (1, 2)
 PathLike = Union[str, "os.PathLike[str]"]
 
 # What reading a damaged archive member can raise, besides NumPy's own ValueError. zipfile
-# raises NotImplementedError for a member needing a newer zip version or another compression.
-_READ_ERRORS = (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile,
-                zlib.error)
+# raises NotImplementedError for a member needing a newer zip version or another compression,
+# and RuntimeError for an encrypted one.
+_READ_ERRORS = (OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
+                zipfile.BadZipFile, zlib.error)
 
 _FIELDS = {"format": str, "format_version": int, "sizes": list, "activations": list,
            "loss": str, "alpha": (int, float), "bias": bool, "dtype": str, "seed": int,

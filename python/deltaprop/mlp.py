@@ -217,6 +217,9 @@ class MLP:
                     and np.isfinite(as_dtype(optimizer.weight_decay))):
                 raise ValueError(f"optimizer.lr and weight_decay must be finite in "
                                  f"{self._spec.dtype.name}; got {optimizer}")
+            if not as_dtype(optimizer.lr) > 0:  # training would silently change nothing
+                raise ValueError(f"optimizer.lr is 0 in {self._spec.dtype.name}; use a larger "
+                                 f"lr (got {optimizer.lr})")
             if optimizer.kind == "adam" and not as_dtype(optimizer.eps) > 0:
                 raise ValueError(f"optimizer.eps is 0 in {self._spec.dtype.name}; use a larger "
                                  f"eps (got {optimizer.eps})")

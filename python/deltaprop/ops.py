@@ -186,8 +186,11 @@ def update(W: np.ndarray, b: np.ndarray | None, A_prev: Any, D: Any, lr: float,
         check_finite(bc, "b")
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.number)):
         raise TypeError(f"lr must be a float; got {type(lr).__name__}")
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be positive and finite; got {lr}")
+    # The kernels take lr in W's dtype, where a float64 lr can overflow to inf or round to 0.
+    with np.errstate(over="ignore", under="ignore"):
+        lr_in_dtype = Wc.dtype.type(lr)
+    if not (np.isfinite(lr_in_dtype) and lr_in_dtype > 0):
+        raise ValueError(f"lr must be positive and finite in {Wc.dtype.name}; got {lr}")
     A = _array(A_prev, "A_prev", Wc.dtype, (None, n_in))
     Dc = _array(D, "D", Wc.dtype, (A.shape[0], n_out))
     for name, arr in (("A_prev", A), ("D", Dc)):

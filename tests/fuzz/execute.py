@@ -196,14 +196,17 @@ def op_bound(op: str, args: dict, dtype: Any) -> tuple[bool, float]:
                             None if args["b"] is None else [args["b"]],
                             [args["activation"]], args["alpha"], dtype)
     if op == "output_delta":
-        g = derivative_bound(args["activation"], m["A_L"], args["alpha"])
-        size = (m["A_L"] + m.get("T", 1.0)) * (g if args["loss"] == "mse" else 1.0)
-        return not size < big, 8 * eps * size + 1e-30
+        # mse's delta has the factor g′(A_L), evaluated on its own: it may overflow alone.
+        g = derivative_bound(args["activation"], m["A_L"], args["alpha"]) \
+            if args["loss"] == "mse" else 1.0
+        size = (m["A_L"] + m.get("T", 1.0)) * g
+        return not (size < big and g < big), 8 * eps * size + 1e-30
     n = args["D"].shape[1] if op == "delta" else args["D"].shape[0]
     if op == "delta":
-        size = n * m["D"] * m["W"] * derivative_bound(args["activation"], m["A_prev"],
-                                                      args["alpha"])
-        return not size < big, 4 * (n + 4) * eps * size + 1e-30
+        # g′(A_prev) is evaluated on its own first, so it may overflow even where D is tiny.
+        g = derivative_bound(args["activation"], m["A_prev"], args["alpha"])
+        size = n * m["D"] * m["W"] * g
+        return not (size < big and g < big), 4 * (n + 4) * eps * size + 1e-30
     step = args["lr"] * n * m["A_prev"] * m["D"] + args["lr"] * n * m["D"]
     size = m["W"] + m.get("b", 0.0) + step
     return not size < big, 4 * (n + 4) * eps * size + 1e-30
