@@ -98,7 +98,7 @@ def layers_bound(X: np.ndarray, weights: list, biases: list | None, activations:
         w_max = float(np.abs(W).max())
         z_max = n * a_max * w_max + (float(np.abs(biases[i]).max()) if biases else 0.0)
         overflow |= not z_max < big
-        err = n * w_max * err + (n + 2) * eps * z_max
+        err = n * (w_max * err) + (n + 2) * eps * z_max  # w_max·0, never n·w_max = inf times 0
         if activations[i] in ("sigmoid", "tanh", "softmax"):
             a_max, err = 1.0, 2 * err + 16 * eps
         else:

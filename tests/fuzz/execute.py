@@ -254,6 +254,17 @@ def run_ops(case: dict) -> None:
         assert_close(results[0], results[1], tolerance, f"ops.{op}")
 
 
+def trained_with_adam(model: dict) -> tuple[dp.MLP, dp.Adam]:
+    """The network ``model`` describes after one Adam step: a file with every kind of array
+    (weights, biases, moments)."""
+    net, opt = dp.MLP(**model), dp.Adam()
+    X = np.ones((2, net.sizes[0]))
+    # Zeros are valid mse and binary_cross_entropy targets, label 0 a cross_entropy one.
+    net.train_step(X, np.zeros(2, int) if net.spec.loss == "cross_entropy"
+                   else np.zeros((2, net.sizes[-1])), opt)
+    return net, opt
+
+
 def run_load(case: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.npz")
@@ -261,13 +272,9 @@ def run_load(case: dict) -> None:
             data = bytes(case["noise"])
         else:
             try:
-                net = dp.MLP(**case["model"])
-            except DOCUMENTED:
-                net = dp.MLP([2, 3, 2])
-            opt = dp.Adam()  # a file with every kind of array: weights, biases, moments
-            X = np.ones((2, net.sizes[0]))
-            net.train_step(X, np.zeros(2, int) if net.spec.loss == "cross_entropy"
-                           else net.forward(X), opt)
+                net, opt = trained_with_adam(case["model"])
+            except DOCUMENTED:  # a bad model, or one whose step overflows (alpha 1e30)
+                net, opt = trained_with_adam({"sizes": [2, 3, 2]})
             dp.save(net, path, optimizer=opt)
             with open(path, "rb") as f:
                 data = bytearray(f.read())
