@@ -52,8 +52,11 @@ namespace {
 // while its partner spins at the join: two threads then trained 10–20× slower than one (an
 // MNIST-shaped fit at 2 threads beside a niced busy loop: 7k against 82k samples/s). So each
 // parallel GEMM compares the calling thread's wait at the join with its own share of the work;
-// a wait longer than the work (and than 100 µs) sends every GEMM to one thread for 50 ms, after
+// a wait longer than the work and than 1 ms sends every GEMM to one thread for 50 ms, after
 // which two threads are tried again. Results do not depend on the thread count: only speed does.
+// (A competitor's slice lasts milliseconds; waking a sleeping OpenMP worker on a quiet virtual
+// machine sometimes takes over 100 µs, and a 100 µs floor made an MNIST-shaped fit back off
+// needlessly: 144k against 162k samples/s, medians of interleaved runs.)
 std::atomic<std::int64_t> one_thread_until{0};  // steady-clock nanoseconds; 0: never set
 
 std::int64_t now_ns() {
@@ -73,7 +76,7 @@ class JoinWatch {
   void joined() const {
     if (!timed_) return;
     const std::int64_t end = now_ns(), wait = end - done_, work = done_ - start_;
-    if (wait > work && wait > 100'000)
+    if (wait > work && wait > 1'000'000)
       one_thread_until.store(end + 50'000'000, std::memory_order_relaxed);
   }
 
