@@ -4,7 +4,7 @@
 identity is ``D Wᵀ`` (B transposed) and ``update`` with lr = 1 subtracts ``Aᵀ D`` (A transposed,
 split over k when the batch exceeds the kc blocking). Sizes straddle the microkernel tiles
 (MR = 4/6, NR = 4/8/16/32) and kc = 128/256, as XNNPACK lists its kernel tests: m < MR,
-n < NR, k = 1, and every remainder.
+n < NR, k = 1, and every remainder; and wide enough for A to be packed.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from deltaprop import _native
 ISAS = list(_native.cpu_info()["isas_supported"])
 EDGES = [1, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 33]
 K_EDGES = [1, 2, 7, 127, 128, 129, 255, 256, 257, 300, 513]
+# From 512 columns per thread on, A is packed rather than read in place: n = 1030 (and k = 1030
+# for delta's output) takes that path at 1 and 2 threads.
 SHAPES = sorted(set(itertools.product([1, 5, 6, 7, 13], EDGES, [1, 9])) |
-                set(itertools.product([2, 6, 25], [1, 8, 33], K_EDGES)))
+                set(itertools.product([2, 6, 25], [1, 8, 33], K_EDGES)) |
+                set(itertools.product([7, 25], [1030], [1, 33, 300, 1030])))
 
 
 @pytest.fixture(params=ISAS)
