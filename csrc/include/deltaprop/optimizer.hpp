@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <limits>
 
 namespace deltaprop {
 
@@ -29,6 +30,17 @@ struct OptimizerStep {
   bool uses_second_moment() const { return kind == OptimizerKind::adam; }
 };
 
+// A moment below the smallest normal number is stored as 0, the value it decays toward. The
+// moments of a parameter whose gradient has stopped (a dead ReLU unit) shrink by β every step,
+// and as subnormals they would cost every instruction that reads them a microcode assist of a
+// hundred cycles or more on Intel cores, for the whole vector: an MNIST-shaped Adam fit held 142k
+// subnormal moments of 235k and trained 2.1× slower (1 thread, Intel Xeon). The reference
+// backend stores them the same way.
+template <typename T>
+inline T normal_or_zero(T x) {
+  return std::fabs(x) < std::numeric_limits<T>::min() ? T(0) : x;
+}
+
 // p -= update(g) for n parameters; m and v are the optimizer's moments for these parameters
 // (null when unused). `decay` is false for biases: weight decay applies to weights only.
 template <typename T>
@@ -40,15 +52,15 @@ inline void apply_update(const OptimizerStep<T>& s, T* p, const T* grad, T* m, T
     const T r1 = s.one_minus_beta1, r2 = s.one_minus_beta2;
     for (std::size_t j = 0; j < n; ++j) {
       const T g = grad[j] + wd * p[j];
-      m[j] = b1 * m[j] + r1 * g;
-      v[j] = b2 * v[j] + r2 * g * g;
+      m[j] = normal_or_zero(b1 * m[j] + r1 * g);
+      v[j] = normal_or_zero(b2 * v[j] + r2 * g * g);
       p[j] -= s.lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + s.eps);
     }
   } else if (s.momentum != T(0)) {
     const T mu = s.momentum;
     for (std::size_t j = 0; j < n; ++j) {
       const T g = grad[j] + wd * p[j];
-      m[j] = mu * m[j] + g;
+      m[j] = normal_or_zero(mu * m[j] + g);
       p[j] -= s.lr * (s.nesterov ? g + mu * m[j] : m[j]);
     }
   } else {

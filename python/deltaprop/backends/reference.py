@@ -299,13 +299,13 @@ class Network:
         moments ``m[i]`` (SGD's velocity or Adam's first moment) and ``v[i]`` in place."""
         if opt.kind == "adam":
             b1, b2, t = opt.beta1, opt.beta2, self.state["step"]
-            m[i] = b1 * m[i] + (1 - b1) * g
-            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m[i] = _normal_or_zero(b1 * m[i] + (1 - b1) * g)
+            v[i] = _normal_or_zero(b2 * v[i] + (1 - b2) * g * g)
             m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
             return opt.lr * m_hat / (np.sqrt(v_hat) + opt.eps)
         if opt.momentum == 0:
             return opt.lr * g
-        m[i] = opt.momentum * m[i] + g
+        m[i] = _normal_or_zero(opt.momentum * m[i] + g)
         return opt.lr * (g + opt.momentum * m[i] if opt.nesterov else m[i])
 
     def _prepare_state(self, opt: Optimizer) -> None:
@@ -377,6 +377,13 @@ def _overflow_is_reported() -> np.errstate:
     is returned (and fit raises TrainingDiverged), and dp.ops returns inf, as the native
     backend does."""
     return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+def _normal_or_zero(x: np.ndarray) -> np.ndarray:
+    """``x`` with its subnormal entries set to 0: optimizer moments are stored so. A moment
+    whose gradient has stopped decays toward 0 by β each step, and as a subnormal it slows
+    every instruction that reads it on Intel cores (docs/performance.md)."""
+    return np.where(np.abs(x) < np.finfo(x.dtype).tiny, x.dtype.type(0), x)
 
 
 def _interleave(weights: list[np.ndarray], biases: list[np.ndarray] | None
