@@ -34,8 +34,8 @@ struct OptimizerStep {
 // moments of a parameter whose gradient has stopped (a dead ReLU unit) shrink by β every step,
 // and as subnormals they would cost every instruction that reads them a microcode assist of a
 // hundred cycles or more on Intel cores, for the whole vector: an MNIST-shaped Adam fit held 142k
-// subnormal moments of 235k and trained 2.1× slower (1 thread, Intel Xeon). The reference
-// backend stores them the same way.
+// subnormal moments of 235k and trained at 40k samples/s, against 68k with them stored as 0
+// (1 thread, Intel Xeon). The reference backend stores them the same way.
 template <typename T>
 inline T normal_or_zero(T x) {
   return std::fabs(x) < std::numeric_limits<T>::min() ? T(0) : x;
