@@ -445,13 +445,13 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       result.batch = index;
       break;
     }
-    result.loss_sum += loss * static_cast<double>(rows);
+    result.loss_mean += loss * (static_cast<double>(rows) / static_cast<double>(n));
     result.samples += rows;
     if (progress && --steps_to_clock == 0) {  // a countdown: a division per step costs ~10 ns
       steps_to_clock = clock_stride;
       if (clock::now() - last_report < std::chrono::milliseconds(100)) continue;
       last_report = clock::now();
-      if (!progress(result.samples, result.loss_sum)) {
+      if (!progress(result.samples, result.loss_mean * static_cast<double>(n))) {
         result.stopped = true;
         break;
       }

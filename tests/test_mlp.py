@@ -242,6 +242,21 @@ def test_bad_fit_arguments_leave_the_network_unchanged(backend: str, case: int) 
     assert net._net.optimizer_state()["step"] == state["step"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_epoch_loss_of_huge_but_finite_batch_losses_is_finite(backend: str, stream: bool,
+                                                               tmp_path) -> None:
+    # Found by .ci/fuzz: float64 batch losses near 1e308 are finite, but the epoch's Σ loss · rows
+    # overflowed, and fit returned an infinite loss without raising TrainingDiverged.
+    net = dp.MLP([1, 2], loss="cross_entropy", bias=False, dtype="float64", backend=backend)
+    net.set_weights([np.array([[1.0, -1.0]])])
+    X, y = np.full((16, 1), 5e307), np.ones(16, dtype=int)  # each sample's loss is 1e308
+    if stream:  # a memory map goes through the chunked loop of deltaprop/streaming.py
+        np.save(tmp_path / "X.npy", X)
+        X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    history = net.fit(X, y, epochs=1, batch_size=1, optimizer=dp.SGD(lr=1e-320))
+    np.testing.assert_allclose(history.loss, [1e308], rtol=1e-9)  # W moves by ~1e-12
+
+
 @pytest.mark.parametrize("dtype, steps", [("float32", 1000), ("float64", 7000)])
 @pytest.mark.parametrize("optimizer", [dp.Adam(lr=1e-3), dp.SGD(lr=0.01, momentum=0.9)])
 def test_decayed_optimizer_moments_are_stored_as_zero_not_subnormal(

@@ -100,24 +100,24 @@ class StreamedData:
                   epoch: int, progress: Callable[[int, float], Any] | None = None) -> float:
         """One epoch with the batches of ``net.fit_epoch`` on the whole data; mean loss."""
         order = epoch_order(self.n, seed, epoch) if shuffle else None
-        total = 0.0
+        mean = 0.0  # Σ chunk mean · rows / n, as the backends' epochs (no overflow)
         for lo in range(0, self.n, self.chunk_rows):
             hi = min(lo + self.chunk_rows, self.n)
             Xc, T = self._block(slice(lo, hi) if order is None else order[lo:hi])
             extra = {}
             if progress is not None:
-                done = total  # bind this chunk's offset for the callback below
+                done = mean * self.n  # bind this chunk's offset for the callback below
 
                 def extra_progress(samples: int, loss_sum: float, lo: int = lo,
                                    done: float = done) -> None:
                     progress(lo + samples, done + loss_sum)
                 extra["progress"] = extra_progress
             try:
-                mean = net.fit_epoch(Xc, T, optimizer, batch_size, False, seed, epoch, **extra)
+                chunk = net.fit_epoch(Xc, T, optimizer, batch_size, False, seed, epoch, **extra)
             except TrainingDiverged as exc:
                 # Batch numbers count from the start of the epoch, not of the chunk.
                 raise diverged(epoch, (exc.batch or 0) + lo // batch_size) from None
-            total += mean * (hi - lo)
+            mean += chunk * ((hi - lo) / self.n)
             if progress is not None:
-                progress(hi, total)
-        return total / self.n
+                progress(hi, mean * self.n)
+        return mean

@@ -76,7 +76,10 @@ class Network {
   // the epoch after the last completed step.
   using Progress = std::function<bool(std::size_t samples_done, double loss_sum)>;
   struct EpochResult {
-    double loss_sum = 0;       // Σ batch loss · batch rows over the completed steps
+    // Σ batch loss · batch rows / n over the completed steps: the epoch's mean loss once every
+    // step is done. Each term is at most its batch's loss, so the mean of finite losses is
+    // finite, where a plain sum of float64 losses near their maximum overflowed.
+    double loss_mean = 0;
     std::size_t samples = 0;   // rows in the completed steps
     bool stopped = false;      // progress returned false
     bool diverged = false;     // a batch's loss was not finite; its update was not applied

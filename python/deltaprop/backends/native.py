@@ -80,7 +80,7 @@ class Network:
         )
         if result["diverged"]:
             raise diverged(epoch, result["batch"])
-        return result["loss_sum"] / result["samples"]
+        return result["loss_mean"]
 
     def optimizer_state(self) -> dict:
         return self._net.optimizer_state()

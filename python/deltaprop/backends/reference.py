@@ -330,16 +330,16 @@ class Network:
         """
         n = X.shape[0]
         order = epoch_order(n, seed, epoch) if shuffle else np.arange(n)
-        total = 0.0
+        mean = 0.0  # Σ loss · rows / n: the mean of finite losses never overflows, a sum can
         for index, start in enumerate(range(0, n, batch_size)):
             rows = order[start:start + batch_size]
             loss = self.train_step(X[rows], T[rows], optimizer)
             if not np.isfinite(loss):
                 raise diverged(epoch, index)
-            total += loss * len(rows)
+            mean += loss * (len(rows) / n)
             if progress is not None:
-                progress(start + len(rows), total)
-        return total / n
+                progress(start + len(rows), mean * n)
+        return mean
 
     # -- optimizer state ---------------------------------------------------------------------
 
