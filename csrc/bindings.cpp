@@ -303,7 +303,6 @@ void bind_network(py::module_& m, const char* name) {
             if (error) std::rethrow_exception(error);
             py::dict out;
             out["loss_mean"] = result.loss_mean;
-            out["samples"] = result.samples;
             out["diverged"] = result.diverged;
             out["batch"] = result.batch;
             return out;

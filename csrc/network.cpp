@@ -415,6 +415,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
   auto last_report = clock::now();
   std::size_t steps_to_clock = clock_stride;
   EpochResult result;
+  const double batch_share = double(batch_size) / double(n);  // a full batch's weight in the mean
   for (std::size_t start = 0, index = 0; start < n; start += batch_size, ++index) {
     const std::size_t rows = std::min(batch_size, n - start);
     const T* bx = x + start * n_in;
@@ -445,7 +446,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       result.batch = index;
       break;
     }
-    result.loss_mean += loss * (static_cast<double>(rows) / static_cast<double>(n));
+    result.loss_mean += loss * (rows == batch_size ? batch_share : double(rows) / double(n));
     result.samples += rows;
     if (progress && --steps_to_clock == 0) {  // a countdown: a division per step costs ~10 ns
       steps_to_clock = clock_stride;
