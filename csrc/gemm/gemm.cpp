@@ -100,7 +100,7 @@ int threads_for(double work) {
 
 namespace {
 
-constexpr int max_tile = 256;  // MR·NR of the largest microkernel (6×32)
+constexpr int max_tile = 256;  // MR·NR of the largest microkernel (8×32)
 
 // Apply the epilogue to a finished rows×cols block of products at C(i0, j0).
 template <typename T>

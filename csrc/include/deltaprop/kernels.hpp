@@ -34,8 +34,8 @@ extern const KernelTable<double> f64_gemm_4x4_generic;
 #if DELTAPROP_X86
 extern const KernelTable<float> f32_gemm_6x16_avx2;
 extern const KernelTable<double> f64_gemm_6x8_avx2;
-extern const KernelTable<float> f32_gemm_6x32_avx512;
-extern const KernelTable<double> f64_gemm_6x16_avx512;
+extern const KernelTable<float> f32_gemm_8x32_avx512;
+extern const KernelTable<double> f64_gemm_8x16_avx512;
 #endif
 
 }  // namespace deltaprop

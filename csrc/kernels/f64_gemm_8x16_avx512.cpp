@@ -1,5 +1,6 @@
-// ISA: AVX-512F (-mavx512f). Tile: 6×16 double (64-byte vectors).
-// Packing: a is 6-major (a[p*6 + i]), b is 16-major (b[p*16 + j]), both 64-byte aligned.
+// ISA: AVX-512F (-mavx512f). Tile: 8×16 double (64-byte vectors), for the reasons of the 8×32
+// float tile (f32_gemm_8x32_avx512.cpp).
+// Packing: a is 8-major (a[p*8 + i]), b is 16-major (b[p*16 + j]), both 64-byte aligned.
 // Blocking: a kc×16 panel of B streams from L1/L2, mc×kc of A stays in L2 (1 MiB on the
 // Zen 4 development machine), kc×nc of B in L3. kc=256, mc=240 won a sweep of kc 128–384 and
 // mc 72–240 on the training shapes (single thread, vs OpenBLAS: 89–106%); nc=1536.
@@ -8,12 +9,12 @@
 
 namespace deltaprop {
 
-static void f64_gemm_6x16_avx512_kernel(int kc, const double* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
+static void f64_gemm_8x16_avx512_kernel(int kc, const double* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
                                         const double* b, const double* c_in, std::ptrdiff_t ldc_in, double* c_out,
                                         std::ptrdiff_t ldc_out) {
-  gemm_microkernel<double, 6, 16, 64>(kc, a, a_rs, a_cs, b, c_in, ldc_in, c_out, ldc_out);
+  gemm_microkernel<double, 8, 16, 64>(kc, a, a_rs, a_cs, b, c_in, ldc_in, c_out, ldc_out);
 }
 
-extern const KernelTable<double> f64_gemm_6x16_avx512 = {f64_gemm_6x16_avx512_kernel, 6, 16, 256, 240, 1536, "avx512"};
+extern const KernelTable<double> f64_gemm_8x16_avx512 = {f64_gemm_8x16_avx512_kernel, 8, 16, 256, 240, 1536, "avx512"};
 
 }  // namespace deltaprop
