@@ -242,6 +242,40 @@ def gemm_times(shape: tuple[int, int, int], impl: str, threads: int, budget: flo
     return times
 
 
+def products_times(workload: str, quick: bool, threads: int, budget: float) -> list:
+    """Seconds per training step's products alone, through NumPy/OpenBLAS: the forward A·W,
+    delta D·Wᵀ (not for the first layer) and gradient Aᵀ·D GEMMs of one batch, into preallocated
+    outputs, with no activation, loss, update or data movement. What a trainer built on this
+    BLAS could at most reach."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    w = by_name(workload, quick)
+    B, sizes = w.batch, w.sizes
+    rng = np.random.default_rng(0)
+    W = [rng.random((a, b), dtype=np.float32) for a, b in zip(sizes, sizes[1:])]
+    A = [rng.random((B, s), dtype=np.float32) for s in sizes]
+    D = [rng.random((B, s), dtype=np.float32) for s in sizes]
+    layers = range(1, len(sizes))
+    products = ([(A[l - 1], W[l - 1], np.empty((B, sizes[l]), np.float32)) for l in layers]
+                + [(D[l], W[l - 1].T, np.empty((B, sizes[l - 1]), np.float32))
+                   for l in layers if l > 1]
+                + [(A[l - 1].T, D[l], np.empty((sizes[l - 1], sizes[l]), np.float32))
+                   for l in layers])
+
+    def step():
+        for a, b, out in products:
+            np.matmul(a, b, out=out)
+
+    step()
+    times, end = [], time.perf_counter() + budget
+    while len(times) < 5 or (time.perf_counter() < end and len(times) < 2000):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def weights_digest(workload: str, quick: bool, threads: int) -> str:
     """Hash of the weights after one seeded epoch: equal hashes across thread counts show the
     bitwise thread-count invariance DESIGN §2 promises."""
@@ -282,6 +316,9 @@ def serve(name: str) -> None:
             elif op == "gemm":
                 ans = {"times": gemm_times(tuple(cmd["shape"]), name, cmd["threads"],
                                            cmd["budget"])}
+            elif op == "products":
+                ans = {"times": products_times(cmd["workload"], cmd["quick"], cmd["threads"],
+                                               cmd["budget"])}
             elif op == "digest":
                 ans = {"digest": weights_digest(cmd["workload"], cmd["quick"], cmd["threads"])}
             elif op == "info":

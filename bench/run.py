@@ -71,7 +71,7 @@ class Bench:
         """``cmd`` to worker ``key``; a timed command (unit, gemm) waits for a quiet machine
         and is repeated (up to 3 tries) when another process disturbed it."""
         wk = self.worker(key)
-        if cmd.get("op") not in ("unit", "gemm"):
+        if cmd.get("op") not in ("unit", "gemm", "products"):
             return wk.ask(**cmd)
         for _ in range(3):
             # The pause also lets the previous peer's threads fall asleep: OpenBLAS's spin
@@ -160,6 +160,16 @@ class Bench:
                                          threads=threads, budget=1.0 if self.quick else 2.5)
         return 2 * 2048**3 / min(times["times"]) / 1e9
 
+    def products(self, w, threads: int) -> dict:
+        """The step's GEMMs alone through NumPy/OpenBLAS (peers.products_times): samples/s and
+        GFLOP/s (the workload's FLOP count) of a trainer that did nothing else."""
+        ans = self.ask("numpy", op="products", workload=w.name, quick=self.quick,
+                       threads=threads, budget=0.5 if self.quick else 2.0)
+        if "times" not in ans:
+            return ans
+        rate = w.batch / statistics.median(ans["times"])
+        return {"median": rate, "gflops": rate * w.flops_per_sample / 1e9}
+
     def gemm(self, threads: int) -> list[dict]:
         shapes = [("square", (s, s, s)) for s in SQUARES]
         shapes += [("training", s) for s in training_shapes()]
@@ -205,6 +215,8 @@ class Bench:
             res["workloads"].append({"name": w.name, "label": w.label, "batch": w.batch,
                                      "flops_per_sample": w.flops_per_sample, "rows": rows,
                                      "digests": digests})
+            if w.batch > 1 and "numpy" in wanted:
+                res["workloads"][-1]["products"] = self.products(w, top)
             self.log(report.workload_table(res["workloads"][-1], res["peak"][top], top))
             self.log(f"  ({time.perf_counter() - t0:.0f} s)")
         if not args.no_sweep:
