@@ -81,6 +81,7 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
   a_.resize(n_layers() + 1);
   d_.resize(n_layers() + 1);
   grad_.resize(n_layers() + 1);
+  step_magnitudes_.resize(2 * n_layers());
 }
 
 template <typename T>
@@ -234,10 +235,10 @@ bool step_is_safe(const OptimizerStep<T>& opt, double g) {
 }  // namespace
 
 template <typename T>
-bool Network<T>::update_is_safe(const T* x, std::size_t rows, const OptimizerStep<T>& opt) const {
+bool Network<T>::update_is_safe(const double* largest, std::size_t rows,
+                                const OptimizerStep<T>& opt) const {
   for (std::size_t l = 1; l <= n_layers(); ++l) {
-    const double a = max_abs(l == 1 ? x : a_[l - 1].data(), rows * sizes_[l - 1]);
-    const double d = max_abs(d_[l].data(), rows * sizes_[l]);
+    const double a = largest[2 * (l - 1)], d = largest[2 * (l - 1) + 1];
     const double bound = double(rows) * std::max(a, 1.0) * d;  // max(a, 1): the bias gradient
     if (!step_is_safe(opt, bound)) return false;
   }
@@ -287,7 +288,18 @@ bool Network<T>::state_is_finite() const {
 
 template <typename T>
 bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt) {
-  const bool careful = !update_is_safe(x, rows, opt);
+  double* largest = step_magnitudes_.data();
+  for (std::size_t l = 1; l <= n_layers(); ++l) {
+    largest[2 * (l - 1)] = max_abs(l == 1 ? x : a_[l - 1].data(), rows * sizes_[l - 1]);
+    largest[2 * (l - 1) + 1] = max_abs(d_[l].data(), rows * sizes_[l]);
+  }
+  return guard_from_magnitudes(largest, rows, opt);
+}
+
+template <typename T>
+bool Network<T>::guard_from_magnitudes(const double* largest, std::size_t rows,
+                                       const OptimizerStep<T>& opt) {
+  const bool careful = !update_is_safe(largest, rows, opt);
   if (careful) save_snapshot();
   return careful;
 }

@@ -1,13 +1,40 @@
 // The largest magnitude in an array: the divergence guard's bound on a step and the native
 // module's check that inputs are finite both reduce to it, on every step and every call.
+//
+// max |x| is an integer maximum over raw bits. With the sign bit cleared, the bits of a float
+// order exactly as its magnitude, infinity above every finite value and NaN above infinity, so
+// one branch-free integer max answers both "how large" and "is anything not finite". It
+// vectorises, where a floating-point max does not without -ffast-math (NaN has no order) and a
+// compare-and-branch per element does not at all.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 namespace deltaprop {
 
 // max |p[i]| over n elements as a double: infinity or NaN as soon as one element is not finite,
-// 0 for n = 0.
+// 0 for n = 0. Inline, for loops built for one ISA (the online step) and for a few elements,
+// where a call costs more than the scan.
+template <typename T>
+inline double max_abs_inline(const T* p, std::size_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  constexpr Bits magnitude = static_cast<Bits>(~(std::uint64_t(1) << (8 * sizeof(Bits) - 1)));
+  Bits largest = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Bits bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    bits &= magnitude;
+    largest = bits > largest ? bits : largest;
+  }
+  T value;
+  std::memcpy(&value, &largest, sizeof value);
+  return double(value);
+}
+
+// The same, with an AVX2 copy picked when the module loads (magnitude.cpp).
 double max_abs(const float* p, std::size_t n);
 double max_abs(const double* p, std::size_t n);
 

@@ -120,7 +120,8 @@ class Network {
   // below sqrt(max(T)) (so g², lr·g and the moments stay finite): |∂E/∂W_l| <= B·max|A_{l-1}|·
   // max|D_l|, O(B·Σ n_l) to check. Only a step that fails the bound pays for a snapshot of the
   // parameters and optimizer state, which is restored if the step did produce NaN or infinity.
-  bool update_is_safe(const T* x, std::size_t rows, const OptimizerStep<T>& opt) const;
+  // The bound from max|A_{l-1}| = largest[2(l-1)] and max|D_l| = largest[2(l-1)+1].
+  bool update_is_safe(const double* largest, std::size_t rows, const OptimizerStep<T>& opt) const;
   // The same bound for gradients given whole (apply_gradients): max|g| itself.
   bool gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
                           const OptimizerStep<T>& opt) const;
@@ -135,8 +136,11 @@ class Network {
   bool state_is_finite() const;
 
  public:
-  // Used by train_step and the online step around an update: the guard's two halves.
+  // Used by train_step and the online step around an update: the guard's two halves. The first
+  // scans x and the network's activations and deltas for the magnitudes update_is_safe needs;
+  // guard_from_magnitudes takes them from a caller that has them.
   bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt);
+  bool guard_from_magnitudes(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
   bool guard_after_update(bool careful);
 
  private:
@@ -152,6 +156,8 @@ class Network {
  private:
   // One row of gradients (a bias gradient, or a weight row in the online step), reused.
   Buffer<T> row_gradient_;
+  // The guard's magnitudes of the step at hand (update_is_safe), two per layer.
+  std::vector<double> step_magnitudes_;
   EpochOrder epoch_order_;
 };
 
