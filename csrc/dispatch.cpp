@@ -47,7 +47,7 @@ template <>
 const KernelTable<float>& gemm_kernel<float>(std::ptrdiff_t columns) {
   switch (static_cast<Isa>(current.load(std::memory_order_relaxed))) {
 #if DELTAPROP_X86
-    case Isa::avx512: return columns <= 16 ? f32_gemm_6x16_avx2 : f32_gemm_8x32_avx512;
+    case Isa::avx512: return columns <= 16 ? f32_gemm_8x16_avx512 : f32_gemm_8x32_avx512;
     case Isa::avx2: return f32_gemm_6x16_avx2;
 #endif
     default: return f32_gemm_4x8_generic;
@@ -58,7 +58,7 @@ template <>
 const KernelTable<double>& gemm_kernel<double>(std::ptrdiff_t columns) {
   switch (static_cast<Isa>(current.load(std::memory_order_relaxed))) {
 #if DELTAPROP_X86
-    case Isa::avx512: return columns <= 8 ? f64_gemm_6x8_avx2 : f64_gemm_8x16_avx512;
+    case Isa::avx512: return columns <= 8 ? f64_gemm_8x8_avx512 : f64_gemm_8x16_avx512;
     case Isa::avx2: return f64_gemm_6x8_avx2;
 #endif
     default: return f64_gemm_4x4_generic;

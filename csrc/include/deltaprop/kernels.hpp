@@ -35,7 +35,9 @@ extern const KernelTable<double> f64_gemm_4x4_generic;
 extern const KernelTable<float> f32_gemm_6x16_avx2;
 extern const KernelTable<double> f64_gemm_6x8_avx2;
 extern const KernelTable<float> f32_gemm_8x32_avx512;
+extern const KernelTable<float> f32_gemm_8x16_avx512;
 extern const KernelTable<double> f64_gemm_8x16_avx512;
+extern const KernelTable<double> f64_gemm_8x8_avx512;
 #endif
 
 }  // namespace deltaprop
