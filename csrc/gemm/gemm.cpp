@@ -331,16 +331,26 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
   // kc columns) far apart in memory.
   constexpr std::ptrdiff_t pack_a_from_columns = 512;
   const bool a_in_place = (a.cs == 1 || a.rs == 1) && j_end - j_begin < pack_a_from_columns;
+  // Few rows of C use each B panel too few times to repay copying it, and a small row-major B
+  // stays in L1/L2 where the microkernel reads it: its whole panels are then read in place
+  // (edge panels are still packed, zero-padded). A large B read in place would miss the caches
+  // on every row of every tile. The microkernel tells a packed panel by its row length NR, so
+  // a B exactly NR wide is packed.
+  constexpr std::ptrdiff_t b_in_place_up_to_rows = 64, b_in_place_up_to_elements = 65536;
+  const bool b_in_place = b.cs == 1 && b.rs != nr && i_end - i_begin <= b_in_place_up_to_rows &&
+                          k * b.rs <= b_in_place_up_to_elements;
   alignas(64) T tile[max_tile] = {};  // lanes past C's edge stay zero, never garbage
   for (std::ptrdiff_t jc = j_begin; jc < j_end; jc += nc_max) {
     const std::ptrdiff_t nc = std::min(nc_max, j_end - jc);
     const std::ptrdiff_t n_panels = (nc + nr - 1) / nr;
+    auto panel_in_place = [&](std::ptrdiff_t jr) { return b_in_place && nc - jr * nr >= nr; };
     for (std::ptrdiff_t pc = 0; pc < k; pc += kc_max) {
       const std::ptrdiff_t kc = std::min(kc_max, k - pc);
       const bool first = pc == 0, last = pc + kc == k;
       for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr)
-        loops.pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
-                     packed_b + jr * nr * kc);
+        if (!panel_in_place(jr))
+          loops.pack_b(b, pc, jc + jr * nr, kc, std::min<std::ptrdiff_t>(nr, nc - jr * nr), nr,
+                       packed_b + jr * nr * kc);
       for (std::ptrdiff_t ic = i_begin; ic < i_end; ic += mc_max) {
         const std::ptrdiff_t mc = std::min(mc_max, i_end - ic);
         const std::ptrdiff_t m_panels = (mc + mr - 1) / mr;
@@ -361,7 +371,9 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
             const bool read_in_place = a_in_place && mc - ir * mr >= mr;
             const T* a_panel = read_in_place ? &a(ic + ir * mr, pc) : packed_a + ir * mr * kc;
             const std::ptrdiff_t a_rs = read_in_place ? a.rs : 1, a_cs = read_in_place ? a.cs : mr;
-            const T* b_panel = packed_b + jr * nr * kc;
+            const bool b_read_in_place = panel_in_place(jr);
+            const T* b_panel = b_read_in_place ? &b(pc, jc + jr * nr) : packed_b + jr * nr * kc;
+            const std::ptrdiff_t b_rs = b_read_in_place ? b.rs : nr;
             const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
             const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, j_end - j0);
@@ -381,12 +393,12 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
             const T* partial = first ? nullptr : whole ? c_tile : tile;
             const std::ptrdiff_t ld_partial = whole ? ldc : nr;
             if (last) {
-              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, partial, ld_partial, tile, nr);
+              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ld_partial, tile, nr);
               loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
             } else if (whole) {
-              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, partial, ldc, c_tile, ldc);
+              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
             } else {
-              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, partial, nr, tile, nr);
+              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, nr, tile, nr);
               copy_block(tile, nr, c_tile, ldc, rows, cols);
             }
           }

@@ -17,13 +17,20 @@ namespace deltaprop {
 namespace {
 
 // acc += a_column · b_row for one p: NV vector loads of the B row, MR broadcasts of A's column
-// (a_column[i * stride]), MR·NV fused multiply-adds.
-template <typename T, typename V, int MR, int NV, int W>
+// (a_column[i * stride]), MR·NV fused multiply-adds. A packed B row is 64-byte aligned; one read
+// in place may have any alignment, and is loaded by memcpy (an alignment attribute on a
+// vector typedef is lost when the typedef is a template argument).
+template <typename T, typename V, int MR, int NV, int W, bool b_aligned>
 __attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const T* b_row,
                                                         const T* a_column, std::ptrdiff_t stride) {
   V bv[NV];
 #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const V*>(b_row + v * W);
+  for (int v = 0; v < NV; ++v) {
+    if (b_aligned)
+      bv[v] = *reinterpret_cast<const V*>(b_row + v * W);
+    else
+      __builtin_memcpy(&bv[v], b_row + v * W, sizeof(V));
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     // x - 0 is x for every x (x + 0 is not, for x = -0), so this folds to one broadcast.
@@ -35,18 +42,18 @@ __attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const 
 
 // A(i, p) = a[i*a_rs + p*a_cs], with a_rs == 1 (a packed MR-major panel, a_cs = MR, or columns
 // of a transposed matrix read in place) or a_cs == 1 (MR rows of a row-major matrix read in
-// place: MR contiguous streams).
+// place: MR contiguous streams). B(p, j) = b[p*b_rs + j]: a packed panel (b_rs = NR, 64-byte
+// aligned) or NR columns of a row-major matrix read in place.
 template <typename T, int MR, int NR, int VBYTES>
 inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
-                             std::ptrdiff_t a_cs, const T* __restrict b, const T* c_in,
-                             std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out) {
+                             std::ptrdiff_t a_cs, const T* __restrict b, std::ptrdiff_t b_rs,
+                             const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
+                             std::ptrdiff_t ldc_out) {
   typedef T V __attribute__((vector_size(VBYTES), aligned(VBYTES)));
   typedef T U __attribute__((vector_size(VBYTES), aligned(sizeof(T))));  // rows of C: unaligned
   constexpr int W = VBYTES / int(sizeof(T));
   constexpr int NV = NR / W;
   static_assert(NR % W == 0, "NR must be a whole number of vectors");
-
-  b = static_cast<const T*>(__builtin_assume_aligned(b, 64));
 
   // The partial sums of earlier k-blocks start the accumulators, so they are read and written
   // once per block by full-width vector loads and stores, not by a pass of their own.
@@ -57,10 +64,22 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
     for (int v = 0; v < NV; ++v)
       acc[i][v] = c_in ? V(*reinterpret_cast<const U*>(c_in + i * ldc_in + v * W)) : V{};
 
-  if (a_rs == 1) {
-    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p * a_cs, 1);
+  // Four loops, so that each knows its strides: a packed panel's at compile time.
+  if (b_rs == NR) {
+    const T* packed = static_cast<const T*>(__builtin_assume_aligned(b, 64));
+    if (a_rs == 1) {
+      for (int p = 0; p < kc; ++p)
+        rank1_update<T, V, MR, NV, W, true>(acc, packed + p * NR, a + p * a_cs, 1);
+    } else {
+      for (int p = 0; p < kc; ++p)
+        rank1_update<T, V, MR, NV, W, true>(acc, packed + p * NR, a + p, a_rs);
+    }
+  } else if (a_rs == 1) {
+    for (int p = 0; p < kc; ++p)
+      rank1_update<T, V, MR, NV, W, false>(acc, b + p * b_rs, a + p * a_cs, 1);
   } else {
-    for (int p = 0; p < kc; ++p) rank1_update<T, V, MR, NV, W>(acc, b + p * NR, a + p, a_rs);
+    for (int p = 0; p < kc; ++p)
+      rank1_update<T, V, MR, NV, W, false>(acc, b + p * b_rs, a + p, a_rs);
   }
 
 #pragma GCC unroll 16

@@ -3,13 +3,14 @@
 // picks one at import.
 //
 // Contract of `gemm`: for i < MR, j < NR,
-//   c_out[i*ldc_out + j] = (c_in ? c_in[i*ldc_in + j] : 0) + Σ_{p<kc} A(i, p) · b[p*NR + j]
+//   c_out[i*ldc_out + j] = (c_in ? c_in[i*ldc_in + j] : 0) + Σ_{p<kc} A(i, p) · b[p*b_rs + j]
 //   where A(i, p) = a[i*a_rs + p*a_cs] and a_rs == 1 or a_cs == 1: a packed MR-major panel
 //   (a_rs = 1, a_cs = MR, zero-padded to MR rows), or MR whole rows of A read in place, from a
-//   row-major (a_cs = 1) or transposed (a_rs = 1) matrix. b is an NR-major packed panel, 64-byte
-//   aligned and zero-padded to NR; c_in (may
-//   be c_out) and c_out are full MR×NR tiles, any alignment. Kernels allocate nothing, start no
-//   threads and touch nothing else.
+//   row-major (a_cs = 1) or transposed (a_rs = 1) matrix. b is an NR-major packed panel
+//   (b_rs = NR), 64-byte aligned and zero-padded to NR, or NR whole columns of a row-major
+//   matrix read in place (b_rs its row length, never NR), any alignment; c_in (may be c_out) and c_out
+//   are full MR×NR tiles, any alignment. Kernels allocate nothing, start no threads and touch
+//   nothing else.
 #pragma once
 
 #include <cstddef>  // std::ptrdiff_t only: a typedef, no code
@@ -22,7 +23,8 @@ namespace deltaprop {
 template <typename T>
 struct KernelTable {
   void (*gemm)(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs, const T* b,
-               const T* c_in, std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out);
+               std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
+               std::ptrdiff_t ldc_out);
   int mr, nr;      // register tile
   int kc, mc, nc;  // blocking: a kc×nr panel of B in L1, mc×kc of A in L2, kc×nc of B in L3
   const char* isa;
