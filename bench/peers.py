@@ -214,6 +214,18 @@ PEERS = {"native": Deltaprop, "native_epoch": DeltapropEpoch, "reference": Refer
          "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann}
 
 
+def repeat_timed(call, budget: float) -> list:
+    """Seconds of each call, after one warm-up call, repeated for ``budget`` seconds (at least 5
+    calls, at most 2000)."""
+    call()
+    times, end = [], time.perf_counter() + budget
+    while len(times) < 5 or (time.perf_counter() < end and len(times) < 2000):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def gemm_times(shape: tuple[int, int, int], impl: str, threads: int, budget: float) -> list:
     """Seconds per call of C = A·W, repeated for ``budget`` seconds (at least 5 calls)."""
     m, k, n = shape
@@ -233,13 +245,7 @@ def gemm_times(shape: tuple[int, int, int], impl: str, threads: int, budget: flo
         threadpool_limits(threads)
         def call():
             return A @ W
-    call()
-    times, end = [], time.perf_counter() + budget
-    while len(times) < 5 or (time.perf_counter() < end and len(times) < 2000):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return times
+    return repeat_timed(call, budget)
 
 
 def products_times(workload: str, quick: bool, threads: int, budget: float) -> list:
@@ -267,13 +273,7 @@ def products_times(workload: str, quick: bool, threads: int, budget: float) -> l
         for a, b, out in products:
             np.matmul(a, b, out=out)
 
-    step()
-    times, end = [], time.perf_counter() + budget
-    while len(times) < 5 or (time.perf_counter() < end and len(times) < 2000):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
+    return repeat_timed(step, budget)
 
 
 def weights_digest(workload: str, quick: bool, threads: int) -> str:
