@@ -53,17 +53,34 @@ namespace {
 // while its partner spins at the join: two threads then trained 10–20× slower than one (an
 // MNIST-shaped fit at 2 threads beside a niced busy loop: 7k against 82k samples/s). So each
 // parallel GEMM compares the calling thread's wait at the join with its own share of the work;
-// a wait longer than the work and than 1 ms sends every GEMM to one thread for 50 ms, after
+// a wait longer than the work and than 1 ms sends every GEMM to one thread for a period, after
 // which two threads are tried again. Results do not depend on the thread count: only speed does.
-// (A competitor's slice lasts milliseconds; waking a sleeping OpenMP worker on a quiet virtual
-// machine sometimes takes over 100 µs, and a 100 µs floor made an MNIST-shaped fit back off
-// needlessly: 144k against 162k samples/s, medians of interleaved runs.)
+// (Waking a sleeping OpenMP worker on a quiet virtual machine sometimes takes over 100 µs, and a
+// 100 µs floor made an MNIST-shaped fit back off needlessly: 144k against 162k samples/s.)
+//
+// That one-thread period starts at 5 ms and doubles, up to 200 ms, whenever two threads stall
+// again within one period of the last one's end. A quiet virtual machine also stalls now and then
+// for a millisecond or more (its host runs something else): a fixed 50 ms period put a tenth of
+// an MNIST-shaped fit's GEMMs on one thread. A competitor that stays gets ever longer periods,
+// each costing one stalled region.
+constexpr std::int64_t first_backoff_ns = 5'000'000, longest_backoff_ns = 200'000'000;
 std::atomic<std::int64_t> one_thread_until{0};  // steady-clock nanoseconds; 0: never set
+std::atomic<std::int64_t> backoff_ns{first_backoff_ns};  // the latest period's length
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// Called after a stall that ended at `now`.
+void back_off(std::int64_t now) {
+  const std::int64_t until = one_thread_until.load(std::memory_order_relaxed);
+  const std::int64_t last = backoff_ns.load(std::memory_order_relaxed);
+  const bool again = until != 0 && now - until < last;
+  const std::int64_t length = again ? std::min(2 * last, longest_backoff_ns) : first_backoff_ns;
+  backoff_ns.store(length, std::memory_order_relaxed);
+  one_thread_until.store(now + length, std::memory_order_relaxed);
 }
 
 class JoinWatch {
@@ -77,8 +94,7 @@ class JoinWatch {
   void joined() const {
     if (!timed_) return;
     const std::int64_t end = now_ns(), wait = end - done_, work = done_ - start_;
-    if (wait > work && wait > 1'000'000)
-      one_thread_until.store(end + 50'000'000, std::memory_order_relaxed);
+    if (wait > work && wait > 1'000'000) back_off(end);
   }
 
  private:
