@@ -177,9 +177,9 @@ void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVi
 
 // Copy the rows×kc block A(i0.., p0..) into an MR-major panel, zero-padding rows up to MR. With A
 // read in place this runs only for the panel at A's edge (or a view with no unit stride). A whole
-// panel of a row-major A goes through square block transposes where `block_transposes` and MR is
-// a whole number of blocks: element by element, packing A took 5% of a 2048² product at 1 thread
-// and more at 2, where each thread packs all of A.
+// panel of a row-major A goes through square block transposes where `block_transposes`: element
+// by element, packing A took 5% of a 2048² product at 1 thread and more at 2, where each thread
+// packs all of A. Float panels of six rows (AVX2) take transposes of six rows and two of zeros.
 template <typename T, bool block_transposes>
 void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
             std::ptrdiff_t kc, int mr, T* dst) {
@@ -191,10 +191,16 @@ void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_
   }
   constexpr std::ptrdiff_t s = transpose_block_size<T>;
   std::ptrdiff_t p = 0;
-  if (block_transposes && a.cs == 1 && rows == mr && mr % s == 0) {
-    for (; p + s <= kc; p += s)
-      for (std::ptrdiff_t i = 0; i < mr; i += s)
-        transpose_block(&a(i0 + i, p0 + p), a.rs, dst + p * mr + i, mr);
+  if (block_transposes && a.cs == 1 && rows == mr) {
+    if (mr % s == 0) {
+      for (; p + s <= kc; p += s)
+        for (std::ptrdiff_t i = 0; i < mr; i += s)
+          transpose_block(&a(i0 + i, p0 + p), a.rs, dst + p * mr + i, mr);
+    } else if constexpr (std::is_same_v<T, float>) {
+      if (mr < s)  // `p + s < kc`: the element-wise loop below overwrites the last block's spill
+        for (; p + s < kc; p += s)
+          transpose_short_block(&a(i0, p0 + p), a.rs, mr, dst + p * mr, mr);
+    }
   }
   for (std::ptrdiff_t i = 0; i < rows; ++i)
     for (std::ptrdiff_t q = p; q < kc; ++q) dst[q * mr + i] = a(i0 + i, p0 + q);

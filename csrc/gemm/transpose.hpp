@@ -11,31 +11,52 @@ namespace deltaprop {
 template <typename T>
 constexpr int transpose_block_size = 32 / int(sizeof(T));
 
-// dst[q*ld_dst + r] = src[r*ld_src + q] for r, q < 8.
-inline void transpose_block(const float* src, std::ptrdiff_t ld_src, float* dst,
-                            std::ptrdiff_t ld_dst) {
-  typedef float V __attribute__((vector_size(32), aligned(4)));
-  V r[8];
-  for (int i = 0; i < 8; ++i) r[i] = *reinterpret_cast<const V*>(src + i * ld_src);
-  V t[8];  // pairs of rows interleaved within each 128-bit lane
+namespace detail {
+
+typedef float Row8 __attribute__((vector_size(32), aligned(4)));
+
+// out[q][r] = r_in[r][q] for r, q < 8.
+inline void transpose8x8(const Row8 (&r)[8], Row8 (&out)[8]) {
+  Row8 t[8];  // pairs of rows interleaved within each 128-bit lane
   for (int i = 0; i < 4; ++i) {
     t[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
     t[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
-  V u[8];  // quarters of columns gathered within each lane
+  Row8 u[8];  // quarters of columns gathered within each lane
   for (int h = 0; h < 2; ++h)
     for (int i = 0; i < 2; ++i) {
-      const V& a = t[4 * h + i];
-      const V& b = t[4 * h + i + 2];
+      const Row8& a = t[4 * h + i];
+      const Row8& b = t[4 * h + i + 2];
       u[4 * h + 2 * i] = __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13);
       u[4 * h + 2 * i + 1] = __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15);
     }
   for (int q = 0; q < 4; ++q) {  // lanes swapped across the two halves
-    *reinterpret_cast<V*>(dst + q * ld_dst) =
-        __builtin_shufflevector(u[q], u[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    *reinterpret_cast<V*>(dst + (q + 4) * ld_dst) =
-        __builtin_shufflevector(u[q], u[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    out[q] = __builtin_shufflevector(u[q], u[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    out[q + 4] = __builtin_shufflevector(u[q], u[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
   }
+}
+
+}  // namespace detail
+
+// dst[q*ld_dst + r] = src[r*ld_src + q] for r, q < 8.
+inline void transpose_block(const float* src, std::ptrdiff_t ld_src, float* dst,
+                            std::ptrdiff_t ld_dst) {
+  detail::Row8 r[8], out[8];
+  for (int i = 0; i < 8; ++i) r[i] = *reinterpret_cast<const detail::Row8*>(src + i * ld_src);
+  detail::transpose8x8(r, out);
+  for (int q = 0; q < 8; ++q) *reinterpret_cast<detail::Row8*>(dst + q * ld_dst) = out[q];
+}
+
+// dst[q*ld_dst + r] = src[r*ld_src + q] for r < rows (< 8), q < 8, with ld_dst >= rows. Each of
+// the eight transposed rows is stored whole, in order of q, so the 8 − rows elements past it
+// (zeros) land on the first slots of row q + 1, which the next store overwrites. The caller
+// makes sure that row 8 exists and is written afterwards: the last store spills into it.
+inline void transpose_short_block(const float* src, std::ptrdiff_t ld_src, int rows, float* dst,
+                                  std::ptrdiff_t ld_dst) {
+  detail::Row8 r[8] = {}, out[8];
+  for (int i = 0; i < rows; ++i) r[i] = *reinterpret_cast<const detail::Row8*>(src + i * ld_src);
+  detail::transpose8x8(r, out);
+  for (int q = 0; q < 8; ++q) *reinterpret_cast<detail::Row8*>(dst + q * ld_dst) = out[q];
 }
 
 // dst[q*ld_dst + r] = src[r*ld_src + q] for r, q < 4.
