@@ -44,6 +44,7 @@ class Deltaprop(Peer):
     """``MLP.fit`` — what a user calls; ``backend`` picks native or reference."""
 
     backend = "native"
+    shuffle = True
 
     def __init__(self, w, quick, threads):
         super().__init__(w, quick, threads)
@@ -59,12 +60,19 @@ class Deltaprop(Peer):
     def unit(self, n, epochs):
         t0 = time.perf_counter()
         self.net.fit(self.X[:n], self.y[:n], epochs=epochs, batch_size=self.w.batch,
-                     optimizer=self.opt, shuffle=True)
+                     optimizer=self.opt, shuffle=self.shuffle)
         return time.perf_counter() - t0
 
 
 class Reference(Deltaprop):
     backend = "reference"
+
+
+class DeltapropInOrder(Deltaprop):
+    """``MLP.fit(..., shuffle=False)``: samples in order, as FANN's incremental training visits
+    them, so the two compare like for like."""
+
+    shuffle = False
 
 
 class DeltapropEpoch(Deltaprop):
@@ -210,8 +218,8 @@ class Fann(Peer):
         return n * epochs / rate
 
 
-PEERS = {"native": Deltaprop, "native_epoch": DeltapropEpoch, "reference": Reference,
-         "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann}
+PEERS = {"native": Deltaprop, "native_epoch": DeltapropEpoch, "native_in_order": DeltapropInOrder,
+         "reference": Reference, "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann}
 
 
 def repeat_timed(call, budget: float) -> list:

@@ -44,7 +44,7 @@ class Workload:
                 f"batch {self.batch}, {opt} lr {self.lr:g}")
 
 
-ONLINE_PEERS = ("native", "native_epoch", "reference", "torch", "numpy", "fann")
+ONLINE_PEERS = ("native", "native_epoch", "native_in_order", "reference", "torch", "numpy", "fann")
 
 WORKLOADS = [
     Workload("seed-online", (2, 3, 1), "sigmoid", "sigmoid", "mse", 1, samples=200_000,
