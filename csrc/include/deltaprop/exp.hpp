@@ -1,7 +1,9 @@
 // exp and expm1 written to vectorise, and the sigmoid and tanh built on them.
 //
 // Every function is branch-free straight-line arithmetic (selects, not branches; no libm call),
-// so a loop over them compiles to SIMD at whatever width the surrounding code is built for.
+// so a loop over them compiles to SIMD at whatever width the surrounding code is built for. Each
+// also takes a GCC vector of float or double (the online step of tiny networks keeps a layer in
+// one vector): the same operations, lane by lane.
 //
 // Method: x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two parts so r is exact), expm1(r) by a
 // polynomial, then exp(x) = 2^n (1 + expm1(r)) and expm1(x) = 2^n expm1(r) + (2^n - 1), which
@@ -13,6 +15,8 @@
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 namespace deltaprop {
 
@@ -51,6 +55,19 @@ struct ExpConstants<double> {
 
 namespace detail {
 
+// The element type of T (T itself for a scalar), and integers of the same width and lane count.
+template <typename T, typename = void>
+struct Lanes {
+  using Scalar = T;
+  using Bits = typename ExpConstants<T>::Bits;
+};
+
+template <typename T>
+struct Lanes<T, std::void_t<decltype(std::declval<T>()[0])>> {
+  using Scalar = std::decay_t<decltype(std::declval<T>()[0])>;
+  typedef typename ExpConstants<Scalar>::Bits Bits __attribute__((vector_size(sizeof(T))));
+};
+
 template <typename T>
 struct Reduced {
   T r;      // x - n·ln2, |r| <= ln2/2
@@ -59,17 +76,19 @@ struct Reduced {
 
 template <typename T>
 inline Reduced<T> reduce(T x) {
-  using C = ExpConstants<T>;
-  using Bits = typename C::Bits;
+  using S = typename Lanes<T>::Scalar;
+  using C = ExpConstants<S>;
   x = x < C::min_arg ? C::min_arg : x;
   x = x > C::max_arg ? C::max_arg : x;
-  const T shifted = x * T(1.4426950408889634) + C::shifter;  // n + shifter, rounded to nearest
+  const T shifted = x * S(1.4426950408889634) + C::shifter;  // n + shifter, rounded to nearest
   const T n = shifted - C::shifter;
-  Bits shifted_bits, n_bits;
+  typename Lanes<T>::Bits shifted_bits;
+  typename C::Bits shifter_bits;
   __builtin_memcpy(&shifted_bits, &shifted, sizeof(T));
-  const T shifter = C::shifter;
-  __builtin_memcpy(&n_bits, &shifter, sizeof(T));
-  const Bits exponent = (shifted_bits - n_bits + C::exponent_bias) << C::mantissa_bits;
+  const S shifter = C::shifter;
+  __builtin_memcpy(&shifter_bits, &shifter, sizeof(S));
+  const typename Lanes<T>::Bits exponent = (shifted_bits - shifter_bits + C::exponent_bias)
+                                           << C::mantissa_bits;
   Reduced<T> out;
   out.r = (x - n * C::ln2_hi) - n * C::ln2_lo;
   __builtin_memcpy(&out.scale, &exponent, sizeof(T));
@@ -82,7 +101,7 @@ inline Reduced<T> reduce(T x) {
 // faster, 64-128-64-10 alike); the maximum errors of tests/test_exp.py did not change.
 template <typename T>
 inline T expm1_reduced(T r) {
-  using C = ExpConstants<T>;
+  using C = ExpConstants<typename Lanes<T>::Scalar>;
   static_assert(C::degree % 2 == 0, "coefficients come in pairs");
   const T r2 = r * r;
   T p = C::coefficients[0] * r + C::coefficients[1];
@@ -94,35 +113,39 @@ inline T expm1_reduced(T r) {
 
 template <typename T>
 inline T fast_exp(T x) {
-  using C = ExpConstants<T>;
+  using S = typename detail::Lanes<T>::Scalar;
+  using C = ExpConstants<S>;
   const auto red = detail::reduce(x);
   const T y = red.scale + red.scale * detail::expm1_reduced(red.r);
-  const T flushed = x < C::min_arg ? T(0) : y;
-  return x > C::max_arg ? std::numeric_limits<T>::infinity() : flushed;
+  const T flushed = x < C::min_arg ? S(0) : y;
+  return x > C::max_arg ? std::numeric_limits<S>::infinity() : flushed;
 }
 
 template <typename T>
 inline T fast_expm1(T x) {
+  using S = typename detail::Lanes<T>::Scalar;
   const auto red = detail::reduce(x);
-  return red.scale * detail::expm1_reduced(red.r) + (red.scale - T(1));
+  return red.scale * detail::expm1_reduced(red.r) + (red.scale - S(1));
 }
 
 // σ(z) = 1/(1+e) or e/(1+e) with e = exp(-|z|) <= 1: no overflow, full relative accuracy.
 template <typename T>
 inline T fast_sigmoid(T z) {
-  const T e = fast_exp(z < T(0) ? z : -z);
-  return (z >= T(0) ? T(1) : e) / (T(1) + e);
+  using S = typename detail::Lanes<T>::Scalar;
+  const T e = fast_exp(z < S(0) ? z : -z);
+  return (z >= S(0) ? S(1) : e) / (S(1) + e);
 }
 
 // tanh|z| = -t/(2+t) with t = expm1(-2|z|): accurate near 0 (no 1 - e cancellation), exactly
 // ±1 for large |z|.
 template <typename T>
 inline T fast_tanh(T z) {
-  const T a = z < T(0) ? -z : z;
-  const T t = fast_expm1(T(-2) * a);
-  const T y = -t / (T(2) + t);
-  const T signed_y = z < T(0) ? -y : y;
-  return a == T(0) ? z : signed_y;  // tanh(±0) = ±0
+  using S = typename detail::Lanes<T>::Scalar;
+  const T a = z < S(0) ? -z : z;
+  const T t = fast_expm1(S(-2) * a);
+  const T y = -t / (S(2) + t);
+  const T signed_y = z < S(0) ? -y : y;
+  return a == S(0) ? z : signed_y;  // tanh(±0) = ±0
 }
 
 }  // namespace deltaprop
