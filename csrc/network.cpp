@@ -426,6 +426,9 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
   std::size_t steps_to_clock = clock_stride;
+  // Networks one vector wide train on tiny_ for the whole epoch (online_tiny.cpp).
+  const bool tiny = tiny_fits(batch_size, opt);
+  if (tiny) tiny_load();
   EpochResult result;
   const double batch_share = double(batch_size) / double(n);  // a full batch's weight in the mean
   for (std::size_t start = 0, index = 0; start < n; start += batch_size, ++index) {
@@ -452,7 +455,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       bx = batch_x.data();
       bt = batch_t.data();
     }
-    const double loss = train_step(bx, bt, rows, opt);
+    const double loss = tiny ? tiny_step(bx, bt, opt) : train_step(bx, bt, rows, opt);
     if (!std::isfinite(loss)) {
       result.diverged = true;
       result.batch = index;
@@ -470,6 +473,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       }
     }
   }
+  if (tiny) tiny_store();
   return result;
 }
 

@@ -14,8 +14,8 @@
 // elementwise activations; fit_epoch takes the general step for everything else. The arithmetic
 // is online.cpp's, operation for operation and in the same order: on the baseline build the two
 // give bitwise equal weights, and where the compiler fuses a multiply-add differently they differ
-// in the last bit. The 2-3-1 network trains 1.4× as fast in order and 1.2× shuffled (8.4 → 12.0M
-// and 7.2 → 9.1M samples/s, Intel Xeon with AVX-512).
+// in the last bit. The 2-3-1 network trains 1.4× as fast in order and 1.2× shuffled (8.6 → 12.1M
+// and 7.2 → 8.8M samples/s, interleaved runs, Intel Xeon with AVX-512).
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -182,6 +182,54 @@ def test_fit_epoch_with_shuffle(isa: str, hidden: str, output: tuple[str, str], 
         assert_same_state(nat, ref, 10 * rel, f"epoch {epoch}")
 
 
+# Networks one 32-byte vector wide (4 doubles, 8 floats per layer), trained online with plain
+# SGD, take the register-resident step of online_tiny.cpp in fit_epoch; train_step takes the
+# general online step. Cross-entropy (softmax) networks never take it.
+TINY_GRID = [g for g in GRID if g[1][0] != "cross_entropy"]
+
+
+@pytest.mark.parametrize("hidden, output, dtype, bias", TINY_GRID,
+                         ids=[i for g, i in zip(GRID, GRID_IDS) if g[1][0] != "cross_entropy"])
+def test_online_fit_epoch_of_a_tiny_network(isa: str, hidden: str, output: tuple[str, str],
+                                            dtype: type, bias: bool) -> None:
+    spec, W, b, X, T = make_problem([3, 4, 4, 2], hidden, output, dtype, bias, rows=29, seed=3)
+    nat, ref = both(spec, W, b)
+    general = native.Network(spec, W, b)
+    opt = dp.SGD(lr=0.05, weight_decay=0.01)
+    rel = rel_tol(dtype)
+    for epoch in (0, 1):
+        loss_n = nat.fit_epoch(X, T, opt, 1, True, 5, epoch)
+        loss_r = ref.fit_epoch(X, T, opt, 1, True, 5, epoch)
+        loss_g = np.mean([general.train_step(X[i:i + 1], T[i:i + 1], opt)
+                          for i in shuffle.epoch_order(len(X), 5, epoch)])
+        assert loss_n == pytest.approx(loss_r, rel=10 * rel, abs=10 * rel)
+        assert loss_n == pytest.approx(loss_g, rel=10 * rel, abs=10 * rel)
+        assert_same_state(nat, ref, 10 * rel, f"epoch {epoch}")
+        # W is kept as rows and as columns: a drift between them would show here.
+        assert_all_close(params(nat), params(general), 10 * rel, f"epoch {epoch}, general step")
+
+
+def test_tiny_online_epoch_stopped_by_progress_keeps_its_steps() -> None:
+    # The epoch trains on a copy of the weights; stopping it must write back every step done.
+    spec, W, b, X, T = make_problem([2, 3, 1], "sigmoid", ("mse", "sigmoid"), np.float32, True,
+                                    rows=3_000_000, seed=4)
+    nat = native.Network(spec, W, b)
+    opt = dp.SGD(lr=0.01)
+    done: list[int] = []
+
+    def stop(samples: int, loss_sum: float) -> None:
+        done.append(samples)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nat.fit_epoch(X, T, opt, 1, True, 5, 0, progress=stop)
+    assert done and 0 < done[0] < len(X)
+    twin = native.Network(spec, W, b)
+    first = shuffle.epoch_order(len(X), 5, 0)[:done[0]]
+    twin.fit_epoch(X[first], T[first], opt, 1, False, 0, 0)
+    assert all(np.array_equal(p, q) for p, q in zip(params(nat), params(twin)))
+
+
 def test_apply_gradients_matches_train_step(isa: str) -> None:
     spec, W, b, X, T = make_problem([6, 10, 3], "tanh", ("cross_entropy", "softmax"),
                                     np.float64, True, rows=9)

@@ -79,9 +79,11 @@ def test_an_overflowing_learning_rate_under_a_finite_loss_is_undone(backend: str
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("momentum", [0.5, 0.0])  # batch 1 without momentum: online_tiny.cpp
 def test_fit_names_the_epoch_and_batch_and_keeps_the_last_good_step(backend: str,
                                                                      batch_size: int,
-                                                                     dtype: str) -> None:
+                                                                     dtype: str,
+                                                                     momentum: float) -> None:
     spec, W, b, X, T = problem(dtype)
     bad_batch = 3
     X = X.copy()
@@ -89,7 +91,7 @@ def test_fit_names_the_epoch_and_batch_and_keeps_the_last_good_step(backend: str
     y = T[:, 0]
     net = dp.MLP([2, 3, 1], activation="identity", loss="mse", dtype=dtype, backend=backend)
     net.set_weights(W, b)
-    opt = dp.SGD(lr=0.01, momentum=0.5)
+    opt = dp.SGD(lr=0.01, momentum=momentum)
     net.fit(X[-8:], y[-8:], epochs=1, batch_size=batch_size, optimizer=opt, shuffle=False)
     with pytest.raises(dp.TrainingDiverged, match=rf"epoch 1, batch {bad_batch}\b") as exc:
         net.fit(X, y, epochs=3, batch_size=batch_size, optimizer=opt, shuffle=False)
@@ -100,12 +102,28 @@ def test_fit_names_the_epoch_and_batch_and_keeps_the_last_good_step(backend: str
     # The same steps without the bad batch: identical weights and optimizer state.
     twin = dp.MLP([2, 3, 1], activation="identity", loss="mse", dtype=dtype, backend=backend)
     twin.set_weights(W, b)
-    opt2 = dp.SGD(lr=0.01, momentum=0.5)
+    opt2 = dp.SGD(lr=0.01, momentum=momentum)
     twin.fit(X[-8:], y[-8:], epochs=1, batch_size=batch_size, optimizer=opt2, shuffle=False)
     good = bad_batch * batch_size
     twin.fit(X[:good], y[:good], epochs=1, batch_size=batch_size, optimizer=opt2, shuffle=False)
     assert_same(state(net._net), state(twin._net))
     assert all(np.isfinite(a).all() for a in state(net._net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_fit_undoes_an_overflowing_update_under_a_finite_loss(backend: str,
+                                                              batch_size: int) -> None:
+    # In fit, batch 1 with plain SGD takes online_tiny.cpp's step, which keeps its own copy
+    # of the weights for the epoch and its own snapshot for a step the guard cannot prove finite.
+    spec, W, b, X, T = problem("float64")
+    net = dp.MLP([2, 3, 1], activation="identity", loss="mse", dtype="float64", backend=backend)
+    net.set_weights(W, b)
+    before = state(net._net)
+    with pytest.raises(dp.TrainingDiverged, match=r"epoch 0, batch 0\b"):
+        net.fit(X * 100, T[:, 0], epochs=1, batch_size=batch_size, optimizer=dp.SGD(lr=1e308),
+                shuffle=False)
+    assert_same(before, state(net._net))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -154,6 +154,24 @@ class Network {
   double online_step_body(const T* x, const T* t, OptimizerStep<T> opt);
 
  private:
+  // The online fast path of networks at most one 32-byte vector wide (online_tiny.cpp), used
+  // by fit_epoch for a whole epoch: per layer, W's rows, then Wᵀ's rows (W's columns), then the
+  // bias, each zero-padded to tiny_lanes, at tiny_at_[l]. Loaded from weights and biases before
+  // the epoch, written back after it.
+  static constexpr std::size_t tiny_lanes = 32 / sizeof(T), tiny_max_layers = 16;
+  Buffer<T> tiny_, tiny_saved_;
+  std::vector<std::size_t> tiny_at_;
+  bool tiny_fits(std::size_t batch_size, const OptimizerStep<T>& opt) const;
+  void tiny_load();
+  void tiny_store();
+  // online_step on tiny_, one copy per ISA.
+  double tiny_step(const T* x, const T* t, const OptimizerStep<T>& opt);
+
+ public:
+  // The body the per-ISA copies of tiny_step inline; not for other callers.
+  double tiny_step_body(const T* x, const T* t, OptimizerStep<T> opt);
+
+ private:
   // One row of gradients (a bias gradient, or a weight row in the online step), reused.
   Buffer<T> row_gradient_;
   // The guard's magnitudes of the step at hand (update_is_safe), two per layer.
