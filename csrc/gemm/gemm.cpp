@@ -120,31 +120,53 @@ namespace {
 constexpr int max_tile = 256;  // MR·NR of the largest microkernel (8×32)
 
 // Apply the epilogue to a finished rows×cols block of products at C(i0, j0).
+template <typename T, typename Cols>
+inline void finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0,
+                        std::ptrdiff_t j0, std::ptrdiff_t rows, Cols cols, const T* tile,
+                        std::ptrdiff_t ldt, T* c, std::ptrdiff_t ldc) {
+  // C is only addressed by the kinds that write it: the optimizer may run without one.
+  auto c_row = [&](std::ptrdiff_t r) { return c + (i0 + r) * ldc + j0; };
+  auto at = [&](std::ptrdiff_t r) { return (i0 + r) * n + j0; };  // in m×n epilogue arrays
+  switch (ep.kind) {
+    case EpilogueKind::store:
+      for (std::ptrdiff_t r = 0; r < rows; ++r) std::memcpy(c_row(r), tile + r * ldt, cols * sizeof(T));
+      return;
+    case EpilogueKind::bias_activation: {
+      const T* bias = ep.bias ? ep.bias + j0 : nullptr;
+      for (std::ptrdiff_t r = 0; r < rows; ++r)
+        activate_row(ep.activation, ep.alpha, tile + r * ldt, bias, c_row(r), std::size_t(cols));
+      return;
+    }
+    case EpilogueKind::derivative:
+      for (std::ptrdiff_t r = 0; r < rows; ++r)
+        multiply_derivative_row(ep.activation, ep.alpha, tile + r * ldt, ep.out + at(r), c_row(r),
+                                std::size_t(cols));
+      return;
+    case EpilogueKind::optimizer:
+      for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        const T* t = tile + r * ldt;
+        if (ep.keep_gradient) std::memcpy(c_row(r), t, cols * sizeof(T));
+        apply_update(ep.step, ep.param + at(r), t, ep.m ? ep.m + at(r) : nullptr,
+                     ep.v ? ep.v + at(r) : nullptr, std::size_t(cols), true);
+      }
+      return;
+  }
+}
+
+// A tile is as wide as the microkernel's NR except at C's edge. With that width known at compile
+// time, each row's epilogue is a few whole vectors with no loop control or remainder code.
 template <typename T>
 void finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
                  std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
                  T* c, std::ptrdiff_t ldc) {
-  // C is only addressed by the kinds that write it: the optimizer may run without one.
-  auto c_row = [&](std::ptrdiff_t r) { return c + (i0 + r) * ldc + j0; };
-  for (std::ptrdiff_t r = 0; r < rows; ++r) {
-    const T* t = tile + r * ldt;
-    const std::ptrdiff_t at = (i0 + r) * n + j0;  // the same element in m×n epilogue arrays
-    switch (ep.kind) {
-      case EpilogueKind::store:
-        std::memcpy(c_row(r), t, cols * sizeof(T));
-        break;
-      case EpilogueKind::bias_activation:
-        activate_row(ep.activation, ep.alpha, t, ep.bias ? ep.bias + j0 : nullptr, c_row(r), cols);
-        break;
-      case EpilogueKind::derivative:
-        multiply_derivative_row(ep.activation, ep.alpha, t, ep.out + at, c_row(r), cols);
-        break;
-      case EpilogueKind::optimizer:
-        if (ep.keep_gradient) std::memcpy(c_row(r), t, cols * sizeof(T));
-        apply_update(ep.step, ep.param + at, t, ep.m ? ep.m + at : nullptr,
-                     ep.v ? ep.v + at : nullptr, cols, true);
-        break;
-    }
+  using Width32 = std::integral_constant<std::ptrdiff_t, 32>;
+  using Width16 = std::integral_constant<std::ptrdiff_t, 16>;
+  using Width8 = std::integral_constant<std::ptrdiff_t, 8>;
+  switch (cols) {
+    case 32: return finish_rows(ep, n, i0, j0, rows, Width32{}, tile, ldt, c, ldc);
+    case 16: return finish_rows(ep, n, i0, j0, rows, Width16{}, tile, ldt, c, ldc);
+    case 8: return finish_rows(ep, n, i0, j0, rows, Width8{}, tile, ldt, c, ldc);
+    default: return finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
   }
 }
 
