@@ -164,7 +164,8 @@ double Network<T>::tiny_step_body(const T* x, const T* t, OptimizerStep<T> opt) 
   if (!std::isfinite(loss)) return loss;
 
   for (std::size_t l = L; l >= 2; --l) {  // D_{l-1} = (Σ_j D_l[j] W_l[:, j]) ⊙ g'(A_{l-1})
-    const std::size_t n_in = sizes_[l - 1], n_out = sizes_[l], columns = tiny_at_[l - 1] + n_in * lanes;
+    const std::size_t n_in = sizes_[l - 1], n_out = sizes_[l];
+    const std::size_t columns = tiny_at_[l - 1] + n_in * lanes;
     V back{};
     for (std::size_t j = 0; j < n_out; ++j) back += delta[l][j] * vector_at(columns + j * lanes);
     delta[l - 1] = tiny_derivative(activations_[l - 2], alpha_, back, act[l - 1]);

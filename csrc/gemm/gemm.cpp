@@ -129,7 +129,8 @@ inline void finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t 
   auto at = [&](std::ptrdiff_t r) { return (i0 + r) * n + j0; };  // in m×n epilogue arrays
   switch (ep.kind) {
     case EpilogueKind::store:
-      for (std::ptrdiff_t r = 0; r < rows; ++r) std::memcpy(c_row(r), tile + r * ldt, cols * sizeof(T));
+      for (std::ptrdiff_t r = 0; r < rows; ++r)
+        std::memcpy(c_row(r), tile + r * ldt, cols * sizeof(T));
       return;
     case EpilogueKind::bias_activation: {
       const T* bias = ep.bias ? ep.bias + j0 : nullptr;
@@ -425,7 +426,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
         for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
           if (!a_in_place || mc - ir * mr < mr)
             loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
-                   packed_a + ir * mr * kc);
+                         packed_a + ir * mr * kc);
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
