@@ -8,9 +8,9 @@
 #include <cmath>
 #include <limits>
 
-#include "deltaprop/dispatch.hpp"
 #include "deltaprop/magnitude.hpp"
 #include "deltaprop/network.hpp"
+#include "online_isa.hpp"
 
 namespace deltaprop {
 
@@ -108,42 +108,9 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
   return loss;
 }
 
-// One compiled copy of the step per ISA: `flatten` inlines the whole body, and with it every
-// loop, into a function compiled for that target, without a wide-ISA copy of any shared inline
-// function that the linker could hand to baseline code.
-namespace {
-
-template <typename T>
-double online_step_generic(Network<T>& net, const T* x, const T* t, const OptimizerStep<T>& opt) {
-  return net.online_step_body(x, t, opt);
-}
-
-#if DELTAPROP_X86
-template <typename T>
-__attribute__((target("avx2,fma"), flatten)) double online_step_avx2(
-    Network<T>& net, const T* x, const T* t, const OptimizerStep<T>& opt) {
-  return net.online_step_body(x, t, opt);
-}
-
-template <typename T>
-__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)) double online_step_avx512(
-    Network<T>& net, const T* x, const T* t, const OptimizerStep<T>& opt) {
-  return net.online_step_body(x, t, opt);
-}
-#endif
-
-}  // namespace
-
 template <typename T>
 double Network<T>::online_step(const T* x, const T* t, const OptimizerStep<T>& opt) {
-#if DELTAPROP_X86
-  switch (current_isa()) {
-    case Isa::avx512: return online_step_avx512(*this, x, t, opt);
-    case Isa::avx2: return online_step_avx2(*this, x, t, opt);
-    default: break;
-  }
-#endif
-  return online_step_generic(*this, x, t, opt);
+  return online_for_isa<T, &Network<T>::online_step_body>(*this, x, t, opt);
 }
 
 template double Network<float>::online_step_body(const float*, const float*, OptimizerStep<float>);
