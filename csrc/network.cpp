@@ -151,12 +151,8 @@ double Network<T>::output_pass(const T* t, std::size_t rows, bool with_delta) {
   const std::size_t n = sizes_.back();
   T* z = a_[n_layers()].data();
   T* d = with_delta ? d_[n_layers()].data() : nullptr;
-  const T scale = T(1) / static_cast<T>(rows);
-  double sum = 0.0;
-  for (std::size_t r = 0; r < rows; ++r)
-    sum += output_row(loss_, activations_.back(), alpha_, z + r * n, t ? t + r * n : nullptr,
-                      d ? d + r * n : nullptr, n, scale);
-  return sum;
+  return output_rows(loss_, activations_.back(), alpha_, z, t, d, rows, n,
+                     T(1) / static_cast<T>(rows));
 }
 
 template <typename T>

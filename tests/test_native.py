@@ -151,6 +151,49 @@ def test_forward_loss_and_gradients(isa: str, hidden: str, output: tuple[str, st
     assert_close(flat_n, flat_r, rel, "flat gradients")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_rows_in_lanes_equal_rows_one_at_a_time(isa: str, dtype: type) -> None:
+    """The output pass takes softmax and cross-entropy eight rows at a time, one row per vector
+    lane (output.cpp), and the rows that do not fill a vector one at a time: both must give
+    every row the same bits."""
+    rows = 21
+    spec, W, b, X, T = make_problem([7, 9, 10], "tanh", ("cross_entropy", "softmax"), dtype,
+                                    True, rows=rows, seed=3)
+    X[4] = X[3]  # ties between rows change nothing; ties within a row:
+    W[1][:, 5] = W[1][:, 2]
+    b[1][5] = b[1][2]
+    nat = native.Network(spec, W, b)
+    one_at_a_time = [nat.forward(X[i:i + 1]) for i in range(rows)]
+    np.testing.assert_array_equal(nat.forward(X), np.concatenate(one_at_a_time))
+    total = 0.0
+    for i in range(rows):  # output_row's losses, added in row order as the pass adds them
+        total += nat.loss(X[i:i + 1], T[i:i + 1])
+    assert nat.loss(X, T) == total / rows
+
+
+@pytest.mark.parametrize("lanes", [False, True])
+def test_cross_entropy_of_confident_rows_keeps_relative_precision(isa: str, lanes: bool) -> None:
+    """A confident row's loss log Σ exp(z − max z) = log1p(Σ over the other logits) is tiny, and
+    log.hpp's log1p keeps it to relative precision, in a row alone and in a vector lane."""
+    spec = NetSpec.build([10, 10], activation="tanh", loss="cross_entropy",
+                         output_activation="softmax", bias=False, dtype=np.float64)
+    nat = native.Network(spec, [np.eye(10)], None)  # Z = X: each row is its own logits
+    margins = np.concatenate([np.linspace(0, 50, 101), [100.0, 300.0, 700.0]])
+    want = np.log1p(9 * np.exp(-margins))  # nine logits `margin` below the first, class 0
+    target = np.eye(10)[:1]
+    # Seven rows of loss exactly 0 (every other exp underflows) fill a vector around the row.
+    certain = np.zeros((7, 10))
+    certain[:, 0] = 2000.0
+    for margin, expected in zip(margins, want):
+        row = np.zeros((1, 10))
+        row[0, 0] = margin
+        if lanes:
+            got = nat.loss(np.vstack([row, certain]), np.repeat(target, 8, axis=0)) * 8
+        else:
+            got = nat.loss(row, target)
+        assert got == pytest.approx(expected, rel=4e-15, abs=0), margin
+
+
 @pytest.mark.parametrize("hidden, output, dtype, bias", GRID, ids=GRID_IDS)
 def test_train_steps_of_every_optimizer(isa: str, hidden: str, output: tuple[str, str],
                                         dtype: type, bias: bool) -> None:

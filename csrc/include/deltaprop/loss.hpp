@@ -10,6 +10,7 @@
 #include <string>
 
 #include "deltaprop/activation.hpp"
+#include "deltaprop/log.hpp"
 
 namespace deltaprop {
 
@@ -47,6 +48,7 @@ inline double output_row(Loss loss, Activation act, T alpha, T* z, const T* t, T
       // are softmax's own (vectorised, in T; a second set in double through libm was 6% of a
       // digits-shaped step), and Σ exp(z − m) = 1 + rest, with rest summed apart from the top
       // logit's exp(0) = 1, so log1p keeps a confident row's small loss to relative precision.
+      // log1p is log.hpp's, as in output.cpp's lanes.
       std::size_t top = 0;
       for (std::size_t j = 1; j < n; ++j) top = z[j] > z[top] ? j : top;
       const T m = z[top];
@@ -59,7 +61,7 @@ inline double output_row(Loss loss, Activation act, T alpha, T* z, const T* t, T
       for (std::size_t j = 0; j < n; ++j) z[j] = fast_exp(z[j] - m);
       double rest = 0.0;
       for (std::size_t j = 0; j < n; ++j) rest += j == top ? 0.0 : double(z[j]);
-      e += mass * std::log1p(rest);
+      e += mass * fast_log1p(rest);
       const T inv = T(1) / T(1.0 + rest);
       for (std::size_t j = 0; j < n; ++j) z[j] *= inv;
       break;
@@ -77,5 +79,11 @@ inline double output_row(Loss loss, Activation act, T alpha, T* z, const T* t, T
     for (std::size_t j = 0; j < n; ++j) d[j] = (z[j] - t[j]) * scale;
   return e;
 }
+
+// output_row on each of `rows` rows n wide, through the copy for the ISA in use (output.cpp);
+// returns the sum of the rows' losses.
+template <typename T>
+double output_rows(Loss loss, Activation act, T alpha, T* z, const T* t, T* d, std::size_t rows,
+                   std::size_t n, T scale);
 
 }  // namespace deltaprop
