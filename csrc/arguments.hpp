@@ -85,10 +85,12 @@ Input<T> real_input(const py::handle& obj, const std::string& name) {
   return py::reinterpret_borrow<Input<T>>(converted);
 }
 
-// ValueError naming the first row (of `cols` elements) that holds NaN or infinity.
+// ValueError naming the first row (of `cols` elements) that holds NaN or infinity; otherwise
+// returns the largest magnitude.
 template <typename T>
-void check_finite(const T* p, std::size_t rows, std::size_t cols, const std::string& name) {
-  if (std::isfinite(max_abs(p, rows * cols))) return;  // the common case, vectorised
+double check_finite(const T* p, std::size_t rows, std::size_t cols, const std::string& name) {
+  const double magnitude = max_abs(p, rows * cols);
+  if (std::isfinite(magnitude)) return magnitude;  // the common case, vectorised
   constexpr T largest = std::numeric_limits<T>::max();
   for (std::size_t r = 0; r < rows; ++r) {
     bool finite = true;  // an AND over the row vectorises; a branch per element would not
@@ -97,12 +99,13 @@ void check_finite(const T* p, std::size_t rows, std::size_t cols, const std::str
       throw py::value_error(name + " must be finite; " + (cols == 1 && rows > 1 ? "element " : "row ") +
                             std::to_string(r) + " holds NaN or infinity");
   }
+  return magnitude;  // unreachable: max_abs saw a row that is not finite
 }
 
 template <typename T, int Flags>
-void check_finite(const py::array_t<T, Flags>& a, const std::string& name) {
+double check_finite(const py::array_t<T, Flags>& a, const std::string& name) {
   const std::size_t rows = a.ndim() >= 1 ? a.shape(0) : 1;
-  check_finite(a.data(), rows, rows ? a.size() / rows : 0, name);
+  return check_finite(a.data(), rows, rows ? a.size() / rows : 0, name);
 }
 
 // a · b, or `error` when the product does not fit in size_t.

@@ -80,12 +80,14 @@ void copy_into(std::vector<Buffer<T>>& buffers, const std::vector<Input<T>>& arr
 }
 
 // X (rows × sizes[0]) and, when given, T (rows × sizes.back()): real, finite, and a workspace
-// of that many rows must be addressable.
+// of that many rows must be addressable. `largest`, when given, receives max |X|.
 template <typename T>
-Input<T> features(const py::handle& x, const std::vector<std::size_t>& sizes) {
+Input<T> features(const py::handle& x, const std::vector<std::size_t>& sizes,
+                  double* largest = nullptr) {
   Input<T> a = real_input<T>(x, "X");
   check_shape(a, "X", -1, sizes.front());
-  check_finite(a, "X");
+  const double magnitude = check_finite(a, "X");
+  if (largest) *largest = magnitude;
   return a;
 }
 
@@ -272,7 +274,8 @@ void bind_network(py::module_& m, const char* name) {
           [](Net& net, const py::object& x_in, const py::object& t_in, const py::object& opt,
              std::size_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch,
              const py::object& progress) {
-            const Input<T> x = features<T>(x_in, net.sizes());
+            double x_largest = 0.0;
+            const Input<T> x = features<T>(x_in, net.sizes(), &x_largest);
             const Input<T> t = targets<T>(t_in, net.sizes(), x.shape(0));
             if (batch_size == 0) throw py::value_error("batch_size must be positive");
             check_workspace<T>(net.sizes(), std::min<std::size_t>(batch_size, x.shape(0)));
@@ -298,7 +301,7 @@ void bind_network(py::module_& m, const char* name) {
               py::gil_scoped_release release;
               std::lock_guard<std::mutex> lock(net.mutex);
               result = net.fit_epoch(x.data(), t.data(), x.shape(0), batch_size, shuffle, seed,
-                                     epoch, step, tick);
+                                     epoch, step, tick, x_largest);
             }
             if (error) std::rethrow_exception(error);
             py::dict out;

@@ -283,10 +283,13 @@ bool Network<T>::state_is_finite() const {
 }
 
 template <typename T>
-bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt) {
+bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
+                                     double x_largest) {
   double* largest = step_magnitudes_.data();
   for (std::size_t l = 1; l <= n_layers(); ++l) {
-    largest[2 * (l - 1)] = max_abs(l == 1 ? x : a_[l - 1].data(), rows * sizes_[l - 1]);
+    largest[2 * (l - 1)] = l == 1 && x_largest >= 0 ? x_largest
+                                                     : max_abs(l == 1 ? x : a_[l - 1].data(),
+                                                               rows * sizes_[l - 1]);
     largest[2 * (l - 1) + 1] = max_abs(d_[l].data(), rows * sizes_[l]);
   }
   return guard_from_magnitudes(largest, rows, opt);
@@ -366,14 +369,15 @@ std::size_t Network<T>::n_parameters() const {
 }
 
 template <typename T>
-double Network<T>::train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt) {
+double Network<T>::train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt,
+                              double x_largest) {
   reserve_rows(rows);
   if (rows == 1) return online_step(x, t, opt);
   forward_pass(x, rows);
   const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
   if (!std::isfinite(loss)) return loss;
   delta_pass(rows);
-  const bool careful = guard_before_update(x, rows, opt);
+  const bool careful = guard_before_update(x, rows, opt, x_largest);
   begin_step(opt);
   gradient_pass(x, rows, {}, {}, &opt);
   return guard_after_update(careful) ? loss : std::numeric_limits<double>::quiet_NaN();
@@ -402,7 +406,7 @@ template <typename T>
 typename Network<T>::EpochResult Network<T>::fit_epoch(
     const T* x, const T* t, std::size_t n, std::size_t batch_size, bool shuffle,
     std::uint64_t seed, std::uint64_t epoch, const OptimizerStep<T>& opt,
-    const Progress& progress) {
+    const Progress& progress, double x_largest) {
   const std::size_t n_in = sizes_[0], n_out = sizes_.back();
   if (shuffle) epoch_order_.compute(n, seed, epoch);
   const std::vector<std::int64_t>& order = epoch_order_.order;
@@ -451,7 +455,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       bx = batch_x.data();
       bt = batch_t.data();
     }
-    const double loss = tiny ? tiny_step(bx, bt, opt) : train_step(bx, bt, rows, opt);
+    const double loss = tiny ? tiny_step(bx, bt, opt) : train_step(bx, bt, rows, opt, x_largest);
     if (!std::isfinite(loss)) {
       result.diverged = true;
       result.batch = index;

@@ -127,6 +127,24 @@ def test_fit_undoes_an_overflowing_update_under_a_finite_loss(backend: str,
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_undoes_an_update_that_only_the_inputs_make_overflow(backend: str,
+                                                                 shuffle: bool) -> None:
+    # Z = X·W = 1 and every delta is 0.5, but the gradient X·D is 1e30 and lr·1e30 overflows
+    # float32. Only |X| says the step is unsafe: the native fit_epoch bounds it by max |X| over
+    # all the samples, which the bindings' finiteness check measured.
+    net = dp.MLP([1, 1], activation="identity", loss="mse", bias=False, dtype="float32",
+                 backend=backend)
+    net.set_weights([np.full((1, 1), 1e-30, np.float32)], None)
+    before = state(net._net)
+    X = np.full((4, 1), 1e30, np.float32)
+    with pytest.raises(dp.TrainingDiverged, match=r"epoch 0, batch 0\b"):
+        net.fit(X, np.zeros(4, np.float32), epochs=1, batch_size=2, optimizer=dp.SGD(lr=1e10),
+                shuffle=shuffle)
+    assert_same(before, state(net._net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_divergence_from_a_huge_rate_raises_without_warnings(backend: str) -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(40, 5))

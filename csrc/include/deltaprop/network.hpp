@@ -69,8 +69,10 @@ class Network {
   // One optimizer step on one batch; returns the batch's loss before the update. A non-finite
   // loss is returned without updating anything, so the network keeps its last good weights;
   // a step that would make a parameter or moment non-finite (an overflowing gradient under a
-  // finite loss) is undone and returns NaN.
-  double train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt);
+  // finite loss) is undone and returns NaN. `x_largest` is max |x| where the caller knows a
+  // bound (fit_epoch: of all of X); negative, the divergence guard scans the batch for it.
+  double train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt,
+                    double x_largest = -1.0);
 
   // Called between steps of an epoch with the number of samples done; returning false stops
   // the epoch after the last completed step.
@@ -85,9 +87,11 @@ class Network {
     bool diverged = false;     // a batch's loss was not finite; its update was not applied
     std::size_t batch = 0;     // index of the diverged batch
   };
+  // `x_largest`: max |X| over all n samples (the bindings' finiteness check computes it), the
+  // divergence guard's bound on every batch's inputs, so no step scans its batch for it.
   EpochResult fit_epoch(const T* x, const T* t, std::size_t n, std::size_t batch_size,
                         bool shuffle, std::uint64_t seed, std::uint64_t epoch,
-                        const OptimizerStep<T>& opt, const Progress& progress);
+                        const OptimizerStep<T>& opt, const Progress& progress, double x_largest);
 
   // One user at a time: the bindings hold this while a call runs without the GIL.
   std::mutex mutex;
@@ -137,9 +141,10 @@ class Network {
 
  public:
   // Used by train_step and the online step around an update: the guard's two halves. The first
-  // scans x and the network's activations and deltas for the magnitudes update_is_safe needs;
-  // guard_from_magnitudes takes them from a caller that has them.
-  bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt);
+  // scans x (unless x_largest >= 0 bounds it) and the network's activations and deltas for the
+  // magnitudes update_is_safe needs; guard_from_magnitudes takes them from a caller that has them.
+  bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
+                           double x_largest);
   bool guard_from_magnitudes(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
   bool guard_after_update(bool careful);
 
