@@ -13,6 +13,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "deltaprop/column_sums.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/magnitude.hpp"
@@ -196,11 +197,9 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
     }
     gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
 
-    if (bias_) {  // ∂E/∂b_l = Σ_rows D_l, summed in row order
+    if (bias_) {  // ∂E/∂b_l = Σ_rows D_l
       T* g = opt ? reserve(row_gradient_, sizes_[l]) : db[l - 1];
-      std::fill(g, g + n_out, T(0));
-      for (std::size_t r = 0; r < rows; ++r)
-        for (std::ptrdiff_t j = 0; j < n_out; ++j) g[j] += d[r * n_out + j];
+      column_sums(d, rows, sizes_[l], g);
       if (opt)
         apply_update(*opt, biases[l - 1].data(), g,
                      m_biases.empty() ? nullptr : m_biases[l - 1].data(),

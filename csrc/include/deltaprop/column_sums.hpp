@@ -1,0 +1,13 @@
+// Σ over rows of a row-major array, per column: the bias gradient Σ_rows D_l.
+#pragma once
+
+#include <cstddef>
+
+namespace deltaprop {
+
+// out[j] = Σ_r d[r·n + j], each column summed in row order, so every ISA gives the same bits.
+// Compiled for AVX-512, AVX2 and baseline x86-64, picked when the module loads (column_sums.cpp).
+void column_sums(const float* d, std::size_t rows, std::size_t n, float* out);
+void column_sums(const double* d, std::size_t rows, std::size_t n, double* out);
+
+}  // namespace deltaprop
