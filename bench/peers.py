@@ -75,6 +75,22 @@ class DeltapropInOrder(Deltaprop):
     shuffle = False
 
 
+class DeltapropAvx2(Deltaprop):
+    """``MLP.fit`` on the AVX2 kernels, on a CPU that also has AVX-512: what a CPU with AVX2 and
+    no AVX-512 (the issue's development machine) runs, at this machine's clock and caches."""
+
+    def __init__(self, w, quick, threads):
+        from deltaprop import _native
+
+        supported = _native.cpu_info()["isas_supported"]  # from baseline to best
+        if "avx2" not in supported:
+            raise Skip("this CPU has no AVX2")
+        if supported[-1] == "avx2":
+            raise Skip("AVX2 is this CPU's best ISA: the native row")
+        _native.select_isa("avx2")
+        super().__init__(w, quick, threads)
+
+
 class DeltapropEpoch(Deltaprop):
     """The backend's ``fit_epoch`` on dense targets: ``fit`` minus its Python-side checks."""
 
@@ -219,6 +235,7 @@ class Fann(Peer):
 
 
 PEERS = {"native": Deltaprop, "native_epoch": DeltapropEpoch, "native_in_order": DeltapropInOrder,
+         "native_avx2": DeltapropAvx2,
          "reference": Reference, "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann}
 
 

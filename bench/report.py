@@ -10,6 +10,7 @@ from pathlib import Path
 
 NAMES = {"native": "deltaprop native (fit)", "native_epoch": "deltaprop native (fit_epoch)",
          "native_in_order": "deltaprop native (fit, samples in order)",
+         "native_avx2": "deltaprop native (fit, AVX2 kernels)",
          "reference": "deltaprop reference", "torch": "PyTorch eager", "sklearn":
          "scikit-learn MLPClassifier", "numpy": "NumPy/OpenBLAS loop", "fann": "FANN incremental"}
 

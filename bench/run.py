@@ -31,8 +31,8 @@ import report  # noqa: E402
 from machine_load import LoadGuard  # noqa: E402
 from workloads import SQUARES, WORKLOADS, sweep_workloads, training_shapes  # noqa: E402
 
-ALL_PEERS = ("native", "native_epoch", "native_in_order", "reference", "torch", "sklearn", "numpy",
-             "fann")
+ALL_PEERS = ("native", "native_epoch", "native_in_order", "native_avx2", "reference", "torch",
+             "sklearn", "numpy", "fann")
 
 
 class Worker:

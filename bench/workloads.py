@@ -23,8 +23,8 @@ class Workload:
     samples: int = 16384  # training-set size of the full run
     quick_samples: int = 4096
     data: str = "uniform"  # "uniform" synthetic, or "digits" (scikit-learn's, repeated)
-    peers: tuple[str, ...] = field(default=("native", "native_epoch", "reference", "torch",
-                                            "sklearn", "numpy"))
+    peers: tuple[str, ...] = field(default=("native", "native_epoch", "native_avx2", "reference",
+                                            "torch", "sklearn", "numpy"))
 
     @property
     def lr(self) -> float:
@@ -44,7 +44,8 @@ class Workload:
                 f"batch {self.batch}, {opt} lr {self.lr:g}")
 
 
-ONLINE_PEERS = ("native", "native_epoch", "native_in_order", "reference", "torch", "numpy", "fann")
+ONLINE_PEERS = ("native", "native_epoch", "native_in_order", "native_avx2", "reference", "torch",
+                "numpy", "fann")
 
 WORKLOADS = [
     Workload("seed-online", (2, 3, 1), "sigmoid", "sigmoid", "mse", 1, samples=200_000,
