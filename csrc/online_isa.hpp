@@ -31,12 +31,14 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)) double on
 }
 #endif
 
-// `body` through the copy for the ISA in use.
-template <typename T, OnlineBody<T> body>
+// `body` through the copy for the ISA in use, or for `widest` where that is narrower.
+template <typename T, OnlineBody<T> body, Isa widest = Isa::avx512>
 double online_for_isa(Network<T>& net, const T* x, const T* t, const OptimizerStep<T>& opt) {
 #if DELTAPROP_X86
   switch (current_isa()) {
-    case Isa::avx512: return online_avx512<T, body>(net, x, t, opt);
+    case Isa::avx512:
+      if constexpr (widest == Isa::avx512) return online_avx512<T, body>(net, x, t, opt);
+      return online_avx2<T, body>(net, x, t, opt);
     case Isa::avx2: return online_avx2<T, body>(net, x, t, opt);
     default: break;
   }
