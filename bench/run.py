@@ -58,6 +58,30 @@ class Worker:
             self.proc.wait(timeout=30)
 
 
+def calibrate_unit(unit, samples: int, batch: int, target_s: float) -> tuple[int, int] | dict:
+    """Samples (whole batches, at most ``samples``) and epochs of one unit lasting about
+    ``target_s``. ``unit(n, epochs)`` answers ``{"seconds": ...}``, or anything else to stop."""
+    cap = samples // batch * batch  # the most whole batches there are
+    n, epochs = min(cap, max(4 * batch, 256) // batch * batch), 1
+    ans = unit(n, epochs)  # warm-up: first touch, workspaces
+    while "seconds" in ans:
+        ans = unit(n, epochs)
+        if "seconds" not in ans or ans["seconds"] >= target_s / 8:
+            break
+        # Grow n up to the cap, then the epochs. (n was compared with `samples` once: where
+        # samples is no multiple of the batch, n stopped short of it and never grew again.)
+        if n < cap:
+            n = min(cap, n * 8 // batch * batch)
+        else:
+            epochs *= 8
+    if "seconds" not in ans:
+        return ans
+    want = n * epochs / ans["seconds"] * target_s
+    if want <= cap:
+        return max(batch, int(want) // batch * batch), 1
+    return cap, max(1, round(want / cap))
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -95,23 +119,8 @@ class Bench:
 
     def calibrate(self, w, key: str, samples: int) -> tuple[int, int] | dict:
         """Samples and epochs of one unit lasting about ``target_s`` for this peer."""
-        B = w.batch
-        n, epochs = min(samples, max(4 * B, 256)) // B * B, 1
-        ans = self.ask(key, op="unit", n=n, epochs=epochs)  # warm-up: first touch, workspaces
-        while "seconds" in ans:
-            ans = self.ask(key, op="unit", n=n, epochs=epochs)
-            if "seconds" not in ans or ans["seconds"] >= self.target_s / 8:
-                break
-            if n < samples:
-                n = min(samples, n * 8) // B * B
-            else:
-                epochs *= 8
-        if "seconds" not in ans:
-            return ans
-        want = n * epochs / ans["seconds"] * self.target_s
-        if want <= samples:
-            return max(B, int(want) // B * B), 1
-        return samples // B * B, max(1, round(want / samples))
+        return calibrate_unit(lambda n, epochs: self.ask(key, op="unit", n=n, epochs=epochs),
+                              samples, w.batch, self.target_s)
 
     def measure(self, w, entries: list[tuple[str, int]]) -> list[dict]:
         """Interleaved repeats of every (peer, threads) entry on workload ``w``."""
