@@ -285,10 +285,9 @@ template <typename T>
 bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                                      double x_largest) {
   double* largest = step_magnitudes_.data();
+  largest[0] = x_largest >= 0 ? x_largest : max_abs(x, rows * sizes_[0]);
   for (std::size_t l = 1; l <= n_layers(); ++l) {
-    largest[2 * (l - 1)] = l == 1 && x_largest >= 0 ? x_largest
-                                                     : max_abs(l == 1 ? x : a_[l - 1].data(),
-                                                               rows * sizes_[l - 1]);
+    if (l > 1) largest[2 * (l - 1)] = max_abs(a_[l - 1].data(), rows * sizes_[l - 1]);
     largest[2 * (l - 1) + 1] = max_abs(d_[l].data(), rows * sizes_[l]);
   }
   return guard_from_magnitudes(largest, rows, opt);

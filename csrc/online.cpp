@@ -10,7 +10,7 @@
 
 #include "deltaprop/magnitude.hpp"
 #include "deltaprop/network.hpp"
-#include "online_isa.hpp"
+#include "per_isa.hpp"
 
 namespace deltaprop {
 
@@ -110,7 +110,7 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
 
 template <typename T>
 double Network<T>::online_step(const T* x, const T* t, const OptimizerStep<T>& opt) {
-  return online_for_isa<T, &Network<T>::online_step_body>(*this, x, t, opt);
+  return for_isa<&Network<T>::online_step_body>(*this, x, t, opt);
 }
 
 template double Network<float>::online_step_body(const float*, const float*, OptimizerStep<float>);

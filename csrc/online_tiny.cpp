@@ -22,7 +22,7 @@
 
 #include "deltaprop/magnitude.hpp"
 #include "deltaprop/network.hpp"
-#include "online_isa.hpp"
+#include "per_isa.hpp"
 
 namespace deltaprop {
 
@@ -214,7 +214,7 @@ double Network<T>::tiny_step_body(const T* x, const T* t, OptimizerStep<T> opt) 
 // the 2-3-1 network 5–10% slower shuffled and no faster in order (Intel Xeon, interleaved runs).
 template <typename T>
 double Network<T>::tiny_step(const T* x, const T* t, const OptimizerStep<T>& opt) {
-  return online_for_isa<T, &Network<T>::tiny_step_body, Isa::avx2>(*this, x, t, opt);
+  return for_isa<&Network<T>::tiny_step_body, Isa::avx2>(*this, x, t, opt);
 }
 
 #define DELTAPROP_TINY_MEMBERS(T)                                                   \

@@ -6,8 +6,8 @@
 // lanes run output_row's operations in its order, so every row's results are bitwise those of
 // output_row in the same copy, which takes the rows that do not fill a vector.
 #include "deltaprop/buffer.hpp"
-#include "deltaprop/dispatch.hpp"
 #include "deltaprop/loss.hpp"
+#include "per_isa.hpp"
 
 namespace deltaprop {
 
@@ -95,41 +95,12 @@ double output_rows_body(Loss loss, Activation act, T alpha, T* z, const T* t, T*
   return sum;
 }
 
-template <typename T>
-double output_rows_generic(Loss loss, Activation act, T alpha, T* z, const T* t, T* d,
-                           std::size_t rows, std::size_t n, T scale) {
-  return output_rows_body(loss, act, alpha, z, t, d, rows, n, scale);
-}
-
-#if DELTAPROP_X86
-template <typename T>
-__attribute__((target("avx2,fma"), flatten)) double output_rows_avx2(
-    Loss loss, Activation act, T alpha, T* z, const T* t, T* d, std::size_t rows, std::size_t n,
-    T scale) {
-  return output_rows_body(loss, act, alpha, z, t, d, rows, n, scale);
-}
-
-template <typename T>
-__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)) double output_rows_avx512(
-    Loss loss, Activation act, T alpha, T* z, const T* t, T* d, std::size_t rows, std::size_t n,
-    T scale) {
-  return output_rows_body(loss, act, alpha, z, t, d, rows, n, scale);
-}
-#endif
-
 }  // namespace
 
 template <typename T>
 double output_rows(Loss loss, Activation act, T alpha, T* z, const T* t, T* d, std::size_t rows,
                    std::size_t n, T scale) {
-#if DELTAPROP_X86
-  switch (current_isa()) {
-    case Isa::avx512: return output_rows_avx512(loss, act, alpha, z, t, d, rows, n, scale);
-    case Isa::avx2: return output_rows_avx2(loss, act, alpha, z, t, d, rows, n, scale);
-    default: break;
-  }
-#endif
-  return output_rows_generic(loss, act, alpha, z, t, d, rows, n, scale);
+  return for_isa<&output_rows_body<T>>(loss, act, alpha, z, t, d, rows, n, scale);
 }
 
 template double output_rows<float>(Loss, Activation, float, float*, const float*, float*,

@@ -166,16 +166,18 @@ template <typename T, bool fixed_widths>
 void finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
                  std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
                  T* c, std::ptrdiff_t ldc) {
-  if (!fixed_widths) return finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
   using Width32 = std::integral_constant<std::ptrdiff_t, 32>;
   using Width16 = std::integral_constant<std::ptrdiff_t, 16>;
   using Width8 = std::integral_constant<std::ptrdiff_t, 8>;
-  switch (cols) {
-    case 32: return finish_rows(ep, n, i0, j0, rows, Width32{}, tile, ldt, c, ldc);
-    case 16: return finish_rows(ep, n, i0, j0, rows, Width16{}, tile, ldt, c, ldc);
-    case 8: return finish_rows(ep, n, i0, j0, rows, Width8{}, tile, ldt, c, ldc);
-    default: return finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
+  if constexpr (fixed_widths) {
+    switch (cols) {
+      case 32: return finish_rows(ep, n, i0, j0, rows, Width32{}, tile, ldt, c, ldc);
+      case 16: return finish_rows(ep, n, i0, j0, rows, Width16{}, tile, ldt, c, ldc);
+      case 8: return finish_rows(ep, n, i0, j0, rows, Width8{}, tile, ldt, c, ldc);
+      default: break;
+    }
   }
+  finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
 }
 
 // Direct loops for products too small or thin to repay packing (batch 1, one output unit):
