@@ -85,22 +85,39 @@ void back_off(std::int64_t now) {
 
 class JoinWatch {
  public:
-  explicit JoinWatch(int threads) : timed_(threads > 1), start_(timed_ ? now_ns() : 0) {}
+  JoinWatch() : start_(now_ns()) {}
   // Thread 0, inside the region, when its own share is done.
-  void own_share_done() {
-    if (timed_) done_ = now_ns();
-  }
+  void own_share_done() { done_ = now_ns(); }
   // The calling thread, after the region.
   void joined() const {
-    if (!timed_) return;
     const std::int64_t end = now_ns(), wait = end - done_, work = done_ - start_;
     if (wait > work && wait > 1'000'000) back_off(end);
   }
 
  private:
-  bool timed_;
   std::int64_t start_, done_ = 0;
 };
+
+// body(team, me) for each thread me of a team: in a parallel region watched for stalls, or
+// called directly for one thread. Even a one-thread region (`if (false)`) costs libgomp ~0.2 µs
+// to set up and tear down a team: 6% of a digits-shaped step, whose eight GEMMs all run alone.
+template <typename Body>
+void on_threads(int threads, const Body& body) {
+#ifdef _OPENMP
+  if (threads > 1) {
+    JoinWatch watch;
+#pragma omp parallel num_threads(threads)
+    {
+      const std::ptrdiff_t team = omp_get_num_threads(), me = omp_get_thread_num();
+      body(team, me);
+      if (me == 0) watch.own_share_done();
+    }
+    watch.joined();
+    return;
+  }
+#endif
+  body(std::ptrdiff_t(1), std::ptrdiff_t(0));
+}
 
 }  // namespace
 
@@ -342,22 +359,14 @@ template <typename T>
 void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                    MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const ElementLoops<T> loops = element_loops<T>();
-  const int threads = threads_for(double(m) * n * k);
-  JoinWatch watch(threads);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
+  on_threads(threads_for(double(m) * n * k), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
     thread_local Buffer<T> row_buffer;
     T* row = reserve(row_buffer, static_cast<std::size_t>(n));
-#pragma omp for schedule(static) nowait
-    for (std::ptrdiff_t i = 0; i < m; ++i) {
+    for (std::ptrdiff_t i = m * me / team; i < m * (me + 1) / team; ++i) {
       loops.unpacked_row(i, n, k, a, b, row);
       loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
     }
-#ifdef _OPENMP
-    if (omp_get_thread_num() == 0) watch.own_share_done();
-#endif
-  }
-  watch.joined();
+  });
 }
 
 // dst(r, j) = src(r, j) for the rows×cols block: moves partial sums of a tile at C's edge.
@@ -504,28 +513,18 @@ void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVie
   const ElementLoops<T> loops = element_loops<T>();
   const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
   const int threads = threads_for(double(m) * n * k);
-  JoinWatch watch(threads);
   const bool split_columns = prefer_column_split(m_panels, n_panels, threads,
                                                  a.cs == 1 || a.rs == 1 ? 0.0 : 4.0 * m * k,
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-#ifdef _OPENMP
-    const std::ptrdiff_t team = omp_get_num_threads(), me = omp_get_thread_num();
-#else
-    const std::ptrdiff_t team = 1, me = 0;
-#endif
+  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) {
     const std::ptrdiff_t panels = split_columns ? n_panels : m_panels;
     const std::ptrdiff_t begin = panels * me / team, end = panels * (me + 1) / team;
-    if (begin < end) {
-      if (split_columns)
-        gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c, ldc, ep);
-      else
-        gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c, ldc, ep);
-    }
-    if (me == 0) watch.own_share_done();
-  }
-  watch.joined();
+    if (begin >= end) return;
+    if (split_columns)
+      gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c, ldc, ep);
+    else
+      gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c, ldc, ep);
+  });
 }
 
 }  // namespace
