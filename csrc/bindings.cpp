@@ -16,6 +16,7 @@
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/network.hpp"
+#include "deltaprop/threads.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -270,3 +270,27 @@ def test_float64_beyond_float32_range_is_non_finite_not_a_warning() -> None:
     net = _native.Network32([3, 2], ["identity"], "mse", 0.0, False)
     with pytest.raises(ValueError, match="finite"):
         net.forward(np.full((2, 3), 1e300))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("row", [3, 69_999])  # in the first thread's share, and in the last's
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_large_input_is_checked_whole_on_any_thread_count(threads: int, row: int,
+                                                             bad: float) -> None:
+    # 70,000 × 32 floats: past 2^21 elements, from where the finiteness scan splits over threads
+    X = np.ones((70_000, 32), np.float32)
+    X[row, 5] = bad
+    T = np.zeros((70_000, 1), np.float32)
+    net = _native.Network32([32, 1], ["identity"], "mse", 0.0, True)
+    before = net.get_weights()
+    threads_before = _native.get_num_threads()
+    _native.set_num_threads(threads)
+    try:
+        with pytest.raises(ValueError, match=f"X must be finite; row {row} holds"):
+            net.fit_epoch(X, T, dp.SGD(lr=0.1), 64, True, 0, 0)
+        with pytest.raises(ValueError, match=f"X must be finite; row {row} holds"):
+            net.forward(X)
+    finally:
+        _native.set_num_threads(threads_before)
+    for a, b in zip(before[0] + before[1], net.get_weights()[0] + net.get_weights()[1]):
+        np.testing.assert_array_equal(a, b)

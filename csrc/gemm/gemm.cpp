@@ -6,8 +6,6 @@
 // produced by exactly one tile whose k-sum runs in the same order whatever the thread count, so
 // results are bitwise identical for any number of threads.
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -15,122 +13,10 @@
 #include "deltaprop/buffer.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
+#include "deltaprop/threads.hpp"
 #include "transpose.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace deltaprop {
-
-namespace {
-// dp.set_num_threads applies to every Python thread, while OpenMP's own setting belongs to the
-// thread that made it. 0 means "not set": follow OpenMP in the calling thread, which is what
-// OMP_NUM_THREADS and threadpoolctl's limits change.
-std::atomic<int> requested_threads{0};
-}  // namespace
-
-int max_threads() {
-#ifdef _OPENMP
-  const int requested = requested_threads.load(std::memory_order_relaxed);
-  return requested > 0 ? requested : omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-void set_max_threads(int n) {
-  requested_threads.store(n);
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
-}
-
-namespace {
-
-// A parallel region ends only when every thread of it has finished, and where another process
-// competes for a core, a thread of ours can wait a whole scheduler slice (milliseconds) for it
-// while its partner spins at the join: two threads then trained 10–20× slower than one (an
-// MNIST-shaped fit at 2 threads beside a niced busy loop: 7k against 82k samples/s). So each
-// parallel GEMM compares the calling thread's wait at the join with its own share of the work;
-// a wait longer than the work and than 1 ms sends every GEMM to one thread for a period, after
-// which two threads are tried again. Results do not depend on the thread count: only speed does.
-// (Waking a sleeping OpenMP worker on a quiet virtual machine sometimes takes over 100 µs, and a
-// 100 µs floor made an MNIST-shaped fit back off needlessly: 144k against 162k samples/s.)
-//
-// That one-thread period starts at 5 ms and doubles, up to 200 ms, whenever two threads stall
-// again within one period of the last one's end. A quiet virtual machine also stalls now and then
-// for a millisecond or more (its host runs something else): a fixed 50 ms period put a tenth of
-// an MNIST-shaped fit's GEMMs on one thread. A competitor that stays gets ever longer periods,
-// each costing one stalled region.
-constexpr std::int64_t first_backoff_ns = 5'000'000, longest_backoff_ns = 200'000'000;
-std::atomic<std::int64_t> one_thread_until{0};  // steady-clock nanoseconds; 0: never set
-std::atomic<std::int64_t> backoff_ns{first_backoff_ns};  // the latest period's length
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// Called after a stall that ended at `now`.
-void back_off(std::int64_t now) {
-  const std::int64_t until = one_thread_until.load(std::memory_order_relaxed);
-  const std::int64_t last = backoff_ns.load(std::memory_order_relaxed);
-  const bool again = until != 0 && now - until < last;
-  const std::int64_t length = again ? std::min(2 * last, longest_backoff_ns) : first_backoff_ns;
-  backoff_ns.store(length, std::memory_order_relaxed);
-  one_thread_until.store(now + length, std::memory_order_relaxed);
-}
-
-class JoinWatch {
- public:
-  JoinWatch() : start_(now_ns()) {}
-  // Thread 0, inside the region, when its own share is done.
-  void own_share_done() { done_ = now_ns(); }
-  // The calling thread, after the region.
-  void joined() const {
-    const std::int64_t end = now_ns(), wait = end - done_, work = done_ - start_;
-    if (wait > work && wait > 1'000'000) back_off(end);
-  }
-
- private:
-  std::int64_t start_, done_ = 0;
-};
-
-// body(team, me) for each thread me of a team: in a parallel region watched for stalls, or
-// called directly for one thread. Even a one-thread region (`if (false)`) costs libgomp ~0.2 µs
-// to set up and tear down a team: 6% of a digits-shaped step, whose eight GEMMs all run alone.
-template <typename Body>
-void on_threads(int threads, const Body& body) {
-#ifdef _OPENMP
-  if (threads > 1) {
-    JoinWatch watch;
-#pragma omp parallel num_threads(threads)
-    {
-      const std::ptrdiff_t team = omp_get_num_threads(), me = omp_get_thread_num();
-      body(team, me);
-      if (me == 0) watch.own_share_done();
-    }
-    watch.joined();
-    return;
-  }
-#endif
-  body(std::ptrdiff_t(1), std::ptrdiff_t(0));
-}
-
-}  // namespace
-
-int threads_for(double work) {
-  // Below ~2^20 multiply-adds per thread (~10 µs) the fork/join and barriers of a parallel
-  // region cost more than another core saves.
-  constexpr double min_work_per_thread = 1048576.0;
-  const std::int64_t until = one_thread_until.load(std::memory_order_relaxed);
-  if (until != 0 && now_ns() < until) return 1;
-  const int available = max_threads();
-  const double useful = work / min_work_per_thread;
-  return useful >= available ? available : std::max(1, static_cast<int>(useful));
-}
 
 namespace {
 

@@ -60,12 +60,4 @@ template <typename T>
 void apply_activation(const T* z, T* out, std::ptrdiff_t rows, std::ptrdiff_t cols,
                       Activation activation, T alpha);
 
-// Threads the kernels use (OpenMP's max threads, or 1 without OpenMP).
-int max_threads();
-void set_max_threads(int n);
-
-// How many threads a loop of `work` multiply-adds should use: small problems stay on one
-// thread rather than pay for a parallel region they cannot use.
-int threads_for(double work);
-
 }  // namespace deltaprop

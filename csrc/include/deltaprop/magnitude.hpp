@@ -34,7 +34,8 @@ inline double max_abs_inline(const T* p, std::size_t n) {
   return double(value);
 }
 
-// The same, with an AVX2 copy picked when the module loads (magnitude.cpp).
+// The same, with an AVX2 copy picked when the module loads, and split over threads for large
+// arrays (magnitude.cpp).
 double max_abs(const float* p, std::size_t n);
 double max_abs(const double* p, std::size_t n);
 

@@ -1,0 +1,60 @@
+// How many threads the kernels use, and the parallel region they share (threads.cpp).
+//
+// Work is split into fixed shares, each written by one thread in a fixed order, so results never
+// depend on the thread count: only speed does.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace deltaprop {
+
+// Threads the kernels use (OpenMP's max threads, or 1 without OpenMP).
+int max_threads();
+void set_max_threads(int n);
+
+// How many threads a loop of `work` multiply-adds should use: small problems stay on one
+// thread rather than pay for a parallel region they cannot use, and every loop stays on one
+// for a while after a parallel region stalled (threads.cpp).
+int threads_for(double work);
+
+// Watches a parallel region for a stall: the calling thread waiting at the join far longer than
+// its own share took, which another process holding a core causes.
+class JoinWatch {
+ public:
+  JoinWatch();
+  // Thread 0, inside the region, when its own share is done.
+  void own_share_done();
+  // The calling thread, after the region.
+  void joined() const;
+
+ private:
+  std::int64_t start_, done_ = 0;
+};
+
+// body(team, me) for each thread me of a team: in a parallel region watched for stalls, or
+// called directly for one thread. Even a one-thread region (`if (false)`) costs libgomp ~0.2 µs
+// to set up and tear down a team: 6% of a digits-shaped step, whose eight GEMMs all run alone.
+template <typename Body>
+void on_threads(int threads, const Body& body) {
+#ifdef _OPENMP
+  if (threads > 1) {
+    JoinWatch watch;
+#pragma omp parallel num_threads(threads)
+    {
+      const std::ptrdiff_t team = omp_get_num_threads(), me = omp_get_thread_num();
+      body(team, me);
+      if (me == 0) watch.own_share_done();
+    }
+    watch.joined();
+    return;
+  }
+#endif
+  body(std::ptrdiff_t(1), std::ptrdiff_t(0));
+}
+
+}  // namespace deltaprop

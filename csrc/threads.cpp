@@ -1,0 +1,93 @@
+// The thread policy of every parallel loop (threads.hpp): how many threads, and when to stay on
+// one because another process holds a core.
+#include "deltaprop/threads.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+
+namespace deltaprop {
+
+namespace {
+// dp.set_num_threads applies to every Python thread, while OpenMP's own setting belongs to the
+// thread that made it. 0 means "not set": follow OpenMP in the calling thread, which is what
+// OMP_NUM_THREADS and threadpoolctl's limits change.
+std::atomic<int> requested_threads{0};
+}  // namespace
+
+int max_threads() {
+#ifdef _OPENMP
+  const int requested = requested_threads.load(std::memory_order_relaxed);
+  return requested > 0 ? requested : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void set_max_threads(int n) {
+  requested_threads.store(n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+
+namespace {
+
+// A parallel region ends only when every thread of it has finished, and where another process
+// competes for a core, a thread of ours can wait a whole scheduler slice (milliseconds) for it
+// while its partner spins at the join: two threads then trained 10–20× slower than one (an
+// MNIST-shaped fit at 2 threads beside a niced busy loop: 7k against 82k samples/s). So each
+// parallel region compares the calling thread's wait at the join with its own share of the work;
+// a wait longer than the work and than 1 ms sends every loop to one thread for a period, after
+// which two threads are tried again. Results do not depend on the thread count: only speed does.
+// (Waking a sleeping OpenMP worker on a quiet virtual machine sometimes takes over 100 µs, and a
+// 100 µs floor made an MNIST-shaped fit back off needlessly: 144k against 162k samples/s.)
+//
+// That one-thread period starts at 5 ms and doubles, up to 200 ms, whenever two threads stall
+// again within one period of the last one's end. A quiet virtual machine also stalls now and then
+// for a millisecond or more (its host runs something else): a fixed 50 ms period put a tenth of
+// an MNIST-shaped fit's GEMMs on one thread. A competitor that stays gets ever longer periods,
+// each costing one stalled region.
+constexpr std::int64_t first_backoff_ns = 5'000'000, longest_backoff_ns = 200'000'000;
+std::atomic<std::int64_t> one_thread_until{0};  // steady-clock nanoseconds; 0: never set
+std::atomic<std::int64_t> backoff_ns{first_backoff_ns};  // the latest period's length
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Called after a stall that ended at `now`.
+void back_off(std::int64_t now) {
+  const std::int64_t until = one_thread_until.load(std::memory_order_relaxed);
+  const std::int64_t last = backoff_ns.load(std::memory_order_relaxed);
+  const bool again = until != 0 && now - until < last;
+  const std::int64_t length = again ? std::min(2 * last, longest_backoff_ns) : first_backoff_ns;
+  backoff_ns.store(length, std::memory_order_relaxed);
+  one_thread_until.store(now + length, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+int threads_for(double work) {
+  // Below ~2^20 multiply-adds per thread (~10 µs) the fork/join and barriers of a parallel
+  // region cost more than another core saves.
+  constexpr double min_work_per_thread = 1048576.0;
+  const std::int64_t until = one_thread_until.load(std::memory_order_relaxed);
+  if (until != 0 && now_ns() < until) return 1;
+  const int available = max_threads();
+  const double useful = work / min_work_per_thread;
+  return useful >= available ? available : std::max(1, static_cast<int>(useful));
+}
+
+JoinWatch::JoinWatch() : start_(now_ns()) {}
+
+void JoinWatch::own_share_done() { done_ = now_ns(); }
+
+void JoinWatch::joined() const {
+  const std::int64_t end = now_ns(), wait = end - done_, work = done_ - start_;
+  if (wait > work && wait > 1'000'000) back_off(end);
+}
+
+}  // namespace deltaprop
