@@ -114,8 +114,9 @@ void Network<T>::begin_step(OptimizerStep<T>& opt) {
   }
   ++step;
   if (opt.kind == OptimizerKind::adam) {
-    opt.correction1 = static_cast<T>(1.0 - std::pow(opt.beta1_exact, double(step)));
-    opt.correction2 = static_cast<T>(1.0 - std::pow(opt.beta2_exact, double(step)));
+    opt.step_size = static_cast<T>(double(opt.lr) / (1.0 - std::pow(opt.beta1_exact, double(step))));
+    opt.inverse_root_correction2 =
+        static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(opt.beta2_exact, double(step))));
   }
 }
 
