@@ -17,6 +17,7 @@
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/magnitude.hpp"
+#include "deltaprop/threads.hpp"
 
 namespace deltaprop {
 
@@ -451,11 +452,18 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       bx = x + order[start] * n_in;
       bt = t + order[start] * n_out;
     } else if (shuffle) {
-      for (std::size_t r = 0; r < rows; ++r) {
-        const auto src = static_cast<std::size_t>(order[start + r]);
-        std::memcpy(batch_x.data() + r * n_in, x + src * n_in, n_in * sizeof(T));
-        std::memcpy(batch_t.data() + r * n_out, t + src * n_out, n_out * sizeof(T));
-      }
+      // Rows read from random places cost ~0.5 ns an element (an MNIST-shaped batch: 57 µs, a
+      // tenth of its step at 2 threads), some 40 multiply-adds' worth: shared between threads
+      // from the same amount of work as a GEMM, the MNIST-shaped gather took 31 µs.
+      constexpr double multiply_adds_per_element = 40;
+      const double work = double(rows) * double(n_in + n_out) * multiply_adds_per_element;
+      on_threads(threads_for(work), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
+        for (std::size_t r = rows * me / team; r < rows * (me + 1) / team; ++r) {
+          const auto src = static_cast<std::size_t>(order[start + r]);
+          std::memcpy(batch_x.data() + r * n_in, x + src * n_in, n_in * sizeof(T));
+          std::memcpy(batch_t.data() + r * n_out, t + src * n_out, n_out * sizeof(T));
+        }
+      });
       bx = batch_x.data();
       bt = batch_t.data();
     }
