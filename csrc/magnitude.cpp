@@ -2,7 +2,6 @@
 // picks the copy when the module loads), split over threads for large arrays.
 #include "deltaprop/magnitude.hpp"
 
-#include <cmath>
 #include <vector>
 
 #include "deltaprop/threads.hpp"
@@ -34,8 +33,8 @@ double split_scan(const T* p, std::size_t n) {
     const std::size_t begin = n * me / team, end = n * (me + 1) / team;
     shares[me] = scan(p + begin, end - begin);
   });
-  double largest = 0;  // NaN wins, as in the scan itself
-  for (double share : shares) largest = std::isnan(share) || share > largest ? share : largest;
+  double largest = 0;
+  for (double share : shares) largest = larger_magnitude(largest, share);
   return largest;
 }
 

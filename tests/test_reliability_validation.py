@@ -294,3 +294,35 @@ def test_a_large_input_is_checked_whole_on_any_thread_count(threads: int, row: i
         _native.set_num_threads(threads_before)
     for a, b in zip(before[0] + before[1], net.get_weights()[0] + net.get_weights()[1]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["A_prev", "W"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("activation", ["identity", "relu", "sigmoid", "softmax"])
+@pytest.mark.parametrize("m, k, n", [(1, 5, 3), (37, 70, 45), (300, 600, 600)])
+def test_forward_layer_finds_a_non_finite_input_through_its_products(
+        dtype: type, where: str, bad: float, activation: str, m: int, k: int, n: int) -> None:
+    # forward_layer proves its inputs finite by the products (before bias and activation, which
+    # could hide a NaN: relu and sigmoid map infinities to finite values). The bad element meets
+    # zeros on the other side, where an infinity makes NaN; the sizes take the unpacked path,
+    # the packed one, and two threads.
+    A, W = np.ones((m, k), dtype), np.ones((k, n), dtype)
+    row, p = m // 2, k // 3
+    if where == "A_prev":
+        A[row, p] = bad
+        W[p, :] = 0
+    else:
+        W[p, n // 2] = bad
+        A[:, p] = 0
+    name, bad_row = ("A_prev", row) if where == "A_prev" else ("W", p)
+    with pytest.raises(ValueError, match=f"{name} must be finite; row {bad_row} holds"):
+        _native.forward_layer(A, W, None, activation, 0.0)
+
+
+def test_forward_layer_of_finite_inputs_whose_products_overflow_raises_nothing() -> None:
+    A = np.full((4, 3), 1e30, np.float32)
+    W = np.full((3, 2), 1e30, np.float32)
+    assert np.isinf(_native.forward_layer(A, W, None, "identity", 0.0)).all()
+    with pytest.raises(ValueError, match="b must be finite; element 1"):
+        _native.forward_layer(A, W, np.array([0, np.nan], np.float32), "identity", 0.0)

@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "deltaprop/buffer.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
+#include "deltaprop/magnitude.hpp"
 #include "deltaprop/threads.hpp"
 #include "transpose.hpp"
 
@@ -22,9 +24,10 @@ namespace {
 
 constexpr int max_tile = 256;  // MR·NR of the largest microkernel (8×32)
 
-// Apply the epilogue to a finished rows×cols block of products at C(i0, j0).
+// Apply the epilogue to a finished rows×cols block of products at C(i0, j0); returns the
+// products' largest magnitude where the epilogue measures them, otherwise 0.
 template <typename T, typename Cols>
-inline void finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0,
+inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0,
                         std::ptrdiff_t j0, std::ptrdiff_t rows, Cols cols, const T* tile,
                         std::ptrdiff_t ldt, T* c, std::ptrdiff_t ldc) {
   // C is only addressed by the kinds that write it: the optimizer may run without one.
@@ -34,18 +37,22 @@ inline void finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t 
     case EpilogueKind::store:
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         std::memcpy(c_row(r), tile + r * ldt, cols * sizeof(T));
-      return;
+      return 0;
     case EpilogueKind::bias_activation: {
       const T* bias = ep.bias ? ep.bias + j0 : nullptr;
-      for (std::ptrdiff_t r = 0; r < rows; ++r)
+      double largest = 0;
+      for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        if (ep.measure_products)
+          largest = larger_magnitude(largest, max_abs_inline(tile + r * ldt, std::size_t(cols)));
         activate_row(ep.activation, ep.alpha, tile + r * ldt, bias, c_row(r), std::size_t(cols));
-      return;
+      }
+      return largest;
     }
     case EpilogueKind::derivative:
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         multiply_derivative_row(ep.activation, ep.alpha, tile + r * ldt, ep.out + at(r), c_row(r),
                                 std::size_t(cols));
-      return;
+      return 0;
     case EpilogueKind::optimizer:
       for (std::ptrdiff_t r = 0; r < rows; ++r) {
         const T* t = tile + r * ldt;
@@ -53,8 +60,9 @@ inline void finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t 
         apply_update(ep.step, ep.param + at(r), t, ep.m ? ep.m + at(r) : nullptr,
                      ep.v ? ep.v + at(r) : nullptr, std::size_t(cols), true);
       }
-      return;
+      return 0;
   }
+  return 0;
 }
 
 // A tile is as wide as the microkernel's NR except at C's edge. With that width known at compile
@@ -66,7 +74,7 @@ inline void finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t 
 // slower than with the loops (22% slower before multiply_derivative_row's reads were made
 // unconditional).
 template <typename T, bool fixed_widths>
-void finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
+double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
                  std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
                  T* c, std::ptrdiff_t ldc) {
   using Width32 = std::integral_constant<std::ptrdiff_t, 32>;
@@ -80,7 +88,7 @@ void finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std
       default: break;
     }
   }
-  finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
+  return finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
 }
 
 // Direct loops for products too small or thin to repay packing (batch 1, one output unit):
@@ -185,8 +193,8 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
 // copy that matches the kernel.
 template <typename T>
 struct ElementLoops {
-  void (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
-                      std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t, T*, std::ptrdiff_t);
+  double (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                        std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t, T*, std::ptrdiff_t);
   void (*unpacked_row)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<T>,
                        MatrixView<T>, T*);
   void (*pack_a)(MatrixView<T>, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
@@ -197,11 +205,11 @@ struct ElementLoops {
 
 #define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, block_transposes, fixed_widths)          \
   template <typename T>                                                                          \
-  attributes void finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, \
-                                       std::ptrdiff_t j0, std::ptrdiff_t rows,                   \
-                                       std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,   \
-                                       T* c, std::ptrdiff_t ldc) {                               \
-    finish_tile<T, fixed_widths>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);                  \
+  attributes double finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n,              \
+                                         std::ptrdiff_t i0, std::ptrdiff_t j0, std::ptrdiff_t rows, \
+                                         std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt, \
+                                         T* c, std::ptrdiff_t ldc) {                             \
+    return finish_tile<T, fixed_widths>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);           \
   }                                                                                              \
   template <typename T>                                                                          \
   attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
@@ -241,16 +249,28 @@ ElementLoops<T> element_loops() {
   return {finish_tile_generic<T>, unpacked_row_generic<T>, pack_a_generic<T>, pack_b_generic<T>};
 }
 
+// body(team, me, largest) on `threads` threads, each raising its own `largest` (what the
+// epilogues measured); returns the largest of them.
+template <typename Body>
+double on_threads_measured(int threads, const Body& body) {
+  std::vector<double> largest(threads, 0.0);
+  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) { body(team, me, largest[me]); });
+  double result = 0;
+  for (double share : largest) result = larger_magnitude(result, share);
+  return result;
+}
+
 template <typename T>
-void gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-                   MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+double gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+                     MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const ElementLoops<T> loops = element_loops<T>();
-  on_threads(threads_for(double(m) * n * k), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
+  return on_threads_measured(threads_for(double(m) * n * k), [&](std::ptrdiff_t team,
+                                                                 std::ptrdiff_t me, double& largest) {
     thread_local Buffer<T> row_buffer;
     T* row = reserve(row_buffer, static_cast<std::size_t>(n));
     for (std::ptrdiff_t i = m * me / team; i < m * (me + 1) / team; ++i) {
       loops.unpacked_row(i, n, k, a, b, row);
-      loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc);
+      largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc));
     }
   });
 }
@@ -280,8 +300,9 @@ void prefetch_block(const T* c, std::ptrdiff_t ldc, std::ptrdiff_t rows, std::pt
 
 // One thread's share: the BLIS loops over the block C(i_begin..i_end, j_begin..j_end), with packed
 // panels in the thread's own buffers (allocated on its first GEMM of this size, then reused).
+// Returns what the epilogues measured.
 template <typename T>
-void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptrdiff_t m,
+double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptrdiff_t m,
                 std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t i_begin, std::ptrdiff_t i_end,
                 std::ptrdiff_t j_begin, std::ptrdiff_t j_end, MatrixView<T> a, MatrixView<T> b,
                 T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
@@ -317,6 +338,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
   const bool prefetch_update = ep.kind == EpilogueKind::optimizer &&
                                m * n * std::ptrdiff_t(sizeof(T)) >= prefetch_update_from_bytes;
   alignas(64) T tile[max_tile] = {};  // lanes past C's edge stay zero, never garbage
+  double largest = 0;
   for (std::ptrdiff_t jc = j_begin; jc < j_end; jc += nc_max) {
     const std::ptrdiff_t nc = std::min(nc_max, j_end - jc);
     const std::ptrdiff_t n_panels = (nc + nr - 1) / nr;
@@ -376,7 +398,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
             const std::ptrdiff_t ld_partial = whole ? ldc : nr;
             if (last) {
               kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ld_partial, tile, nr);
-              loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc);
+              largest = larger_magnitude(largest, loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc));
             } else if (whole) {
               kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
             } else {
@@ -388,6 +410,7 @@ void gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptr
       }
     }
   }
+  return largest;
 }
 
 // Whether threads should split C by column panels (each then packs all of A) rather than by row
@@ -407,7 +430,7 @@ inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels
 // thread costs less than sharing packed panels, which needed three barriers per k-block, and on a
 // loaded machine each barrier can wait a scheduler slice.
 template <typename T>
-void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                  MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const KernelTable<T>& kt = gemm_kernel<T>(n);
   const ElementLoops<T> loops = element_loops<T>();
@@ -416,35 +439,34 @@ void gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixVie
   const bool split_columns = prefer_column_split(m_panels, n_panels, threads,
                                                  a.cs == 1 || a.rs == 1 ? 0.0 : 4.0 * m * k,
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
-  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) {
+  return on_threads_measured(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
     const std::ptrdiff_t panels = split_columns ? n_panels : m_panels;
     const std::ptrdiff_t begin = panels * me / team, end = panels * (me + 1) / team;
     if (begin >= end) return;
     if (split_columns)
-      gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c, ldc, ep);
+      largest = gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c, ldc, ep);
     else
-      gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c, ldc, ep);
+      largest = gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c, ldc, ep);
   });
 }
 
 }  // namespace
 
 template <typename T>
-void gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-          MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
-  if (m <= 0 || n <= 0) return;
+double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+            MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+  if (m <= 0 || n <= 0) return 0;
   if (k <= 0) {  // an empty sum: the epilogue still runs on zeros
     Buffer<T> zeros(static_cast<std::size_t>(n), T(0));
     for (std::ptrdiff_t i = 0; i < m; ++i)
       finish_tile<T, false>(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc);
-    return;
+    return 0;
   }
   // Packing pays from ~16 multiply-adds per output element on: 32×64·64×10 runs 3.6× faster
   // packed than as axpys over 10-wide rows.
   if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 4096.0)
-    gemm_unpacked(m, n, k, a, b, c, ldc, ep);
-  else
-    gemm_packed(m, n, k, a, b, c, ldc, ep);
+    return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
+  return gemm_packed(m, n, k, a, b, c, ldc, ep);
 }
 
 template <typename T>
@@ -461,9 +483,9 @@ template void apply_activation<float>(const float*, float*, std::ptrdiff_t, std:
                                       Activation, float);
 template void apply_activation<double>(const double*, double*, std::ptrdiff_t, std::ptrdiff_t,
                                        Activation, double);
-template void gemm<float>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<float>,
-                          MatrixView<float>, float*, std::ptrdiff_t, const Epilogue<float>&);
-template void gemm<double>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<double>,
-                           MatrixView<double>, double*, std::ptrdiff_t, const Epilogue<double>&);
+template double gemm<float>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<float>,
+                            MatrixView<float>, float*, std::ptrdiff_t, const Epilogue<float>&);
+template double gemm<double>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<double>,
+                             MatrixView<double>, double*, std::ptrdiff_t, const Epilogue<double>&);
 
 }  // namespace deltaprop

@@ -45,13 +45,16 @@ struct Epilogue {
   T* v = nullptr;
   OptimizerStep<T> step{};
   bool keep_gradient = false;
+  // bias_activation: gemm returns max |A·B| over every product, before bias and activation.
+  bool measure_products = false;
 };
 
 // C (row-major, leading dimension ldc) receives the product. With the optimizer epilogue and
 // keep_gradient false, C is scratch for partial sums, needed only when k exceeds the kernel's
-// kc (gemm_kernel<T>().kc); it may be null otherwise.
+// kc (gemm_kernel<T>().kc); it may be null otherwise. Returns max |A·B| (NaN or infinity when a
+// product is not finite) with epilogue.measure_products, otherwise 0.
 template <typename T>
-void gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
           MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue);
 
 // out = g(z) elementwise (softmax: only the pre-activation), through the same per-ISA loops as

@@ -8,6 +8,7 @@
 // compare-and-branch per element does not at all.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,6 +34,9 @@ inline double max_abs_inline(const T* p, std::size_t n) {
   std::memcpy(&value, &largest, sizeof value);
   return double(value);
 }
+
+// The larger of two magnitudes from max_abs, NaN above everything.
+inline double larger_magnitude(double a, double b) { return std::isnan(b) || b > a ? b : a; }
 
 // The same, with an AVX2 copy picked when the module loads, and split over threads for large
 // arrays (magnitude.cpp).
