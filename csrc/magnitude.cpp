@@ -2,10 +2,6 @@
 // picks the copy when the module loads), split over threads for large arrays.
 #include "deltaprop/magnitude.hpp"
 
-#include <vector>
-
-#include "deltaprop/threads.hpp"
-
 namespace deltaprop {
 
 namespace {
@@ -26,16 +22,11 @@ __attribute__((target_clones("avx2", "default"))) double scan(const double* p, s
 template <typename T>
 double split_scan(const T* p, std::size_t n) {
   constexpr double multiply_adds_per_element = 8;
-  const int threads = threads_for(double(n) * multiply_adds_per_element);
-  if (threads == 1) return scan(p, n);
-  std::vector<double> shares(threads, 0.0);
-  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) {
-    const std::size_t begin = n * me / team, end = n * (me + 1) / team;
-    shares[me] = scan(p + begin, end - begin);
-  });
-  double largest = 0;
-  for (double share : shares) largest = larger_magnitude(largest, share);
-  return largest;
+  return largest_on_threads(threads_for(double(n) * multiply_adds_per_element),
+                            [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
+                              const std::size_t begin = n * me / team, end = n * (me + 1) / team;
+                              largest = scan(p + begin, end - begin);
+                            });
 }
 
 }  // namespace

@@ -385,14 +385,14 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
 
 namespace {
 
-// Ask for the rows of samples a later step will read. A shuffled epoch visits X and T in random
-// order, and a row that misses the caches costs ~100 ns: longer than a whole online step of the
-// reference posts' 2-3-1 network, and a tenth of a digits-shaped batch of 32 (its gather).
 // Prefetching a batch larger than this stalls the loop that asks: the requests queue behind the
 // core's few line-fill buffers. An MNIST-shaped fit (401 KB a batch) trained 3% faster without
 // them; its 3 KB rows are long enough for the hardware prefetcher to follow each one.
 constexpr std::size_t prefetch_up_to_bytes = 32 * 1024;
 
+// Ask for the rows of samples a later step will read. A shuffled epoch visits X and T in random
+// order, and a row that misses the caches costs ~100 ns: longer than a whole online step of the
+// reference posts' 2-3-1 network, and a tenth of a digits-shaped batch of 32 (its gather).
 template <typename T>
 void prefetch_rows(const T* base, std::size_t row_length, const std::int64_t* rows,
                    std::size_t count) {

@@ -9,13 +9,11 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "deltaprop/buffer.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/magnitude.hpp"
-#include "deltaprop/threads.hpp"
 #include "transpose.hpp"
 
 namespace deltaprop {
@@ -28,8 +26,8 @@ constexpr int max_tile = 256;  // MR·NR of the largest microkernel (8×32)
 // products' largest magnitude where the epilogue measures them, otherwise 0.
 template <typename T, typename Cols>
 inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0,
-                        std::ptrdiff_t j0, std::ptrdiff_t rows, Cols cols, const T* tile,
-                        std::ptrdiff_t ldt, T* c, std::ptrdiff_t ldc) {
+                          std::ptrdiff_t j0, std::ptrdiff_t rows, Cols cols, const T* tile,
+                          std::ptrdiff_t ldt, T* c, std::ptrdiff_t ldc) {
   // C is only addressed by the kinds that write it: the optimizer may run without one.
   auto c_row = [&](std::ptrdiff_t r) { return c + (i0 + r) * ldc + j0; };
   auto at = [&](std::ptrdiff_t r) { return (i0 + r) * n + j0; };  // in m×n epilogue arrays
@@ -75,8 +73,8 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
 // unconditional).
 template <typename T, bool fixed_widths>
 double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
-                 std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
-                 T* c, std::ptrdiff_t ldc) {
+                   std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
+                   T* c, std::ptrdiff_t ldc) {
   using Width32 = std::integral_constant<std::ptrdiff_t, 32>;
   using Width16 = std::integral_constant<std::ptrdiff_t, 16>;
   using Width8 = std::integral_constant<std::ptrdiff_t, 8>;
@@ -249,23 +247,12 @@ ElementLoops<T> element_loops() {
   return {finish_tile_generic<T>, unpacked_row_generic<T>, pack_a_generic<T>, pack_b_generic<T>};
 }
 
-// body(team, me, largest) on `threads` threads, each raising its own `largest` (what the
-// epilogues measured); returns the largest of them.
-template <typename Body>
-double on_threads_measured(int threads, const Body& body) {
-  std::vector<double> largest(threads, 0.0);
-  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) { body(team, me, largest[me]); });
-  double result = 0;
-  for (double share : largest) result = larger_magnitude(result, share);
-  return result;
-}
-
 template <typename T>
 double gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                      MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const ElementLoops<T> loops = element_loops<T>();
-  return on_threads_measured(threads_for(double(m) * n * k), [&](std::ptrdiff_t team,
-                                                                 std::ptrdiff_t me, double& largest) {
+  return largest_on_threads(threads_for(double(m) * n * k), [&](std::ptrdiff_t team,
+                                                                std::ptrdiff_t me, double& largest) {
     thread_local Buffer<T> row_buffer;
     T* row = reserve(row_buffer, static_cast<std::size_t>(n));
     for (std::ptrdiff_t i = m * me / team; i < m * (me + 1) / team; ++i) {
@@ -303,9 +290,9 @@ void prefetch_block(const T* c, std::ptrdiff_t ldc, std::ptrdiff_t rows, std::pt
 // Returns what the epilogues measured.
 template <typename T>
 double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptrdiff_t m,
-                std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t i_begin, std::ptrdiff_t i_end,
-                std::ptrdiff_t j_begin, std::ptrdiff_t j_end, MatrixView<T> a, MatrixView<T> b,
-                T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+                  std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t i_begin, std::ptrdiff_t i_end,
+                  std::ptrdiff_t j_begin, std::ptrdiff_t j_end, MatrixView<T> a, MatrixView<T> b,
+                  T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const int mr = kt.mr, nr = kt.nr;
   const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
   thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
@@ -431,7 +418,7 @@ inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels
 // loaded machine each barrier can wait a scheduler slice.
 template <typename T>
 double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-                 MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+                   MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const KernelTable<T>& kt = gemm_kernel<T>(n);
   const ElementLoops<T> loops = element_loops<T>();
   const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
@@ -439,7 +426,7 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
   const bool split_columns = prefer_column_split(m_panels, n_panels, threads,
                                                  a.cs == 1 || a.rs == 1 ? 0.0 : 4.0 * m * k,
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
-  return on_threads_measured(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
+  return largest_on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
     const std::ptrdiff_t panels = split_columns ? n_panels : m_panels;
     const std::ptrdiff_t begin = panels * me / team, end = panels * (me + 1) / team;
     if (begin >= end) return;

@@ -55,7 +55,7 @@ struct Epilogue {
 // product is not finite) with epilogue.measure_products, otherwise 0.
 template <typename T>
 double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-          MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue);
+            MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue);
 
 // out = g(z) elementwise (softmax: only the pre-activation), through the same per-ISA loops as
 // the forward epilogue; for testing the vectorised exp, sigmoid and tanh.

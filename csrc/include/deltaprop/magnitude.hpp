@@ -13,6 +13,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
+
+#include "deltaprop/threads.hpp"
 
 namespace deltaprop {
 
@@ -37,6 +40,22 @@ inline double max_abs_inline(const T* p, std::size_t n) {
 
 // The larger of two magnitudes from max_abs, NaN above everything.
 inline double larger_magnitude(double a, double b) { return std::isnan(b) || b > a ? b : a; }
+
+// body(team, me, largest) for each thread of on_threads, each raising its own `largest` (a
+// magnitude); returns the largest of them.
+template <typename Body>
+double largest_on_threads(int threads, const Body& body) {
+  if (threads == 1) {
+    double largest = 0;
+    body(std::ptrdiff_t(1), std::ptrdiff_t(0), largest);
+    return largest;
+  }
+  std::vector<double> shares(threads, 0.0);
+  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) { body(team, me, shares[me]); });
+  double largest = 0;
+  for (double share : shares) largest = larger_magnitude(largest, share);
+  return largest;
+}
 
 // The same, with an AVX2 copy picked when the module loads, and split over threads for large
 // arrays (magnitude.cpp).
