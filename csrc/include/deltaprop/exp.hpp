@@ -55,17 +55,21 @@ struct ExpConstants<double> {
 
 namespace detail {
 
-// The element type of T (T itself for a scalar), and integers of the same width and lane count.
+// The element type of T (T itself for a scalar), and integers of the same width and lane count,
+// signed and unsigned.
 template <typename T, typename = void>
 struct Lanes {
   using Scalar = T;
   using Bits = typename ExpConstants<T>::Bits;
+  using UnsignedBits = std::make_unsigned_t<Bits>;
 };
 
 template <typename T>
 struct Lanes<T, std::void_t<decltype(std::declval<T>()[0])>> {
   using Scalar = std::decay_t<decltype(std::declval<T>()[0])>;
   typedef typename ExpConstants<Scalar>::Bits Bits __attribute__((vector_size(sizeof(T))));
+  typedef std::make_unsigned_t<typename ExpConstants<Scalar>::Bits> UnsignedBits
+      __attribute__((vector_size(sizeof(T))));
 };
 
 template <typename T>
@@ -82,13 +86,16 @@ inline Reduced<T> reduce(T x) {
   x = x > C::max_arg ? C::max_arg : x;
   const T shifted = x * S(1.4426950408889634) + C::shifter;  // n + shifter, rounded to nearest
   const T n = shifted - C::shifter;
-  typename Lanes<T>::Bits shifted_bits;
-  typename C::Bits shifter_bits;
+  // Unsigned arithmetic gives the same bits, and stays defined for a NaN, which the clamps let
+  // through: its n + bias is out of range, negative, and shifting a negative number left is
+  // undefined in C++17. That lane's result is NaN all the same (r is NaN).
+  typename Lanes<T>::UnsignedBits shifted_bits;
+  std::make_unsigned_t<typename C::Bits> shifter_bits;
   __builtin_memcpy(&shifted_bits, &shifted, sizeof(T));
   const S shifter = C::shifter;
   __builtin_memcpy(&shifter_bits, &shifter, sizeof(S));
-  const typename Lanes<T>::Bits exponent = (shifted_bits - shifter_bits + C::exponent_bias)
-                                           << C::mantissa_bits;
+  const typename Lanes<T>::UnsignedBits exponent =
+      (shifted_bits - shifter_bits + C::exponent_bias) << C::mantissa_bits;
   Reduced<T> out;
   out.r = (x - n * C::ln2_hi) - n * C::ln2_lo;
   __builtin_memcpy(&out.scale, &exponent, sizeof(T));
