@@ -17,8 +17,8 @@ __attribute__((target_clones("avx2", "default"))) double scan(const double* p, s
 // fit checks its inputs every epoch, and an MNIST-shaped X (47M floats) took one thread 16 ms
 // to scan, 6% of the epoch; two threads take half that. A scanned element costs about what
 // eight multiply-adds do (7-20 elements a nanosecond from L2 or beyond, against ~90 multiply-
-// adds), so threads_for shares scans from 2^18 elements (~20 µs): a 256×2048 input of
-// dp.ops.forward_layer took 44 µs to check, for a product of 72 µs.
+// adds), so threads_for shares scans from 2^18 elements (~20 µs): the divergence guard of a
+// wide-shaped step scans activations and deltas of 256×2048 each.
 template <typename T>
 double split_scan(const T* p, std::size_t n) {
   constexpr double multiply_adds_per_element = 8;
