@@ -459,11 +459,27 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
   std::size_t steps_to_clock = clock_stride;
-  // Networks one vector wide train on tiny_ for the whole epoch (online_tiny.cpp).
-  const bool tiny = tiny_fits(batch_size, opt);
-  if (tiny) tiny_load();
   EpochResult result;
   const double batch_share = double(batch_size) / double(n);  // a full batch's weight in the mean
+  auto keep_going = [&] {  // the progress callback, at most every 0.1 s; false: stop the epoch
+    if (clock::now() - last_report < std::chrono::milliseconds(100)) return true;
+    last_report = clock::now();
+    if (progress(result.samples, result.loss_mean * static_cast<double>(n))) return true;
+    result.stopped = true;
+    return false;
+  };
+  // Networks one vector wide train on tiny_ for the whole epoch (online_tiny.cpp), in runs of
+  // steps between reads of the clock.
+  if (tiny_fits(batch_size, opt)) {
+    tiny_load();
+    while (result.samples < n) {
+      const std::size_t end = progress ? std::min(n, result.samples + clock_stride) : n;
+      tiny_run(x, t, shuffle ? order.data() : nullptr, end, batch_share, opt, result);
+      if (result.diverged || (progress && !keep_going())) break;
+    }
+    tiny_store();
+    return result;
+  }
   for (std::size_t start = 0, index = 0; start < n; start += batch_size, ++index) {
     const std::size_t rows = std::min(batch_size, n - start);
     const T* bx = x + start * n_in;
@@ -495,7 +511,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       bx = batch_x.data();
       bt = batch_t.data();
     }
-    const double loss = tiny ? tiny_step(bx, bt, opt) : train_step(bx, bt, rows, opt, x_largest);
+    const double loss = train_step(bx, bt, rows, opt, x_largest);
     if (!std::isfinite(loss)) {
       result.diverged = true;
       result.batch = index;
@@ -505,15 +521,9 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     result.samples += rows;
     if (progress && --steps_to_clock == 0) {  // a countdown: a division per step costs ~10 ns
       steps_to_clock = clock_stride;
-      if (clock::now() - last_report < std::chrono::milliseconds(100)) continue;
-      last_report = clock::now();
-      if (!progress(result.samples, result.loss_mean * static_cast<double>(n))) {
-        result.stopped = true;
-        break;
-      }
+      if (!keep_going()) break;
     }
   }
-  if (tiny) tiny_store();
   return result;
 }
 

@@ -169,12 +169,17 @@ class Network {
   bool tiny_fits(std::size_t batch_size, const OptimizerStep<T>& opt) const;
   void tiny_load();
   void tiny_store();
-  // online_step on tiny_, one copy per ISA.
-  double tiny_step(const T* x, const T* t, const OptimizerStep<T>& opt);
+  // Online steps on tiny_ for the samples result.samples..end of an epoch (order: the epoch's
+  // order, or null for samples in place), each adding loss · share to result.loss_mean; stops
+  // at a step whose loss or update is not finite, with that step undone and result.diverged set.
+  // One copy per ISA.
+  void tiny_run(const T* x, const T* t, const std::int64_t* order, std::size_t end, double share,
+                const OptimizerStep<T>& opt, EpochResult& result);
 
  public:
-  // The body the per-ISA copies of tiny_step inline; not for other callers.
-  double tiny_step_body(const T* x, const T* t, OptimizerStep<T> opt);
+  // The body the per-ISA copies of tiny_run inline; not for other callers.
+  void tiny_run_body(const T* x, const T* t, const std::int64_t* order, std::size_t end,
+                     double share, OptimizerStep<T> opt, EpochResult& result);
 
  private:
   // One row of gradients (a bias gradient, or a weight row in the online step), reused.
