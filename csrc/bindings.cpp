@@ -368,6 +368,15 @@ void bind_ops(py::module_& m) {
     return static_cast<T>(alpha);
   };
   m.def(
+      "largest_magnitude",
+      [](InPlace<T> a) {
+        py::gil_scoped_release release;
+        return max_abs(a.data(), static_cast<std::size_t>(a.size()));
+      },
+      py::arg("a"),
+      "max |a| over every element (0 for none): NaN or infinity exactly when an element is not "
+      "finite. A scan on all threads, for the finiteness checks of deltaprop.validation.");
+  m.def(
       "forward_layer",
       [check_alpha](InPlace<T> a_prev, InPlace<T> w, std::optional<InPlace<T>> b,
                     const std::string& act, double alpha) {

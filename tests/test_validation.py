@@ -7,12 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
+from deltaprop import _native
 from deltaprop.spec import NetSpec
 from deltaprop.validation import (
     as_features,
     as_parameters,
     as_targets,
     check_positive_int,
+    first_nonfinite_row,
 )
 
 F32 = np.dtype(np.float32)
@@ -90,6 +92,30 @@ def test_values_beyond_float32_range_are_refused_without_a_warning() -> None:
 def test_large_finite_values_are_not_mistaken_for_infinity() -> None:
     X = np.full((4, 3), 1e308)  # the sum overflows; the values are fine
     assert as_features(X, 3, F64) is X
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("row", [0, 70_000, 199_999])
+def test_a_non_finite_value_anywhere_in_a_large_array_is_found(dtype: np.dtype, bad: float,
+                                                                row: int) -> None:
+    # Large enough that the native scan splits it between threads; strided views take NumPy's
+    # sum instead.
+    X = np.ones((200_000, 3), dtype)
+    X[row, 2] = bad
+    assert first_nonfinite_row(X) == row
+    assert first_nonfinite_row(X[:, 1:]) == row
+    assert first_nonfinite_row(X[::-1]) == len(X) - 1 - row
+    X[row, 2] = 1
+    assert first_nonfinite_row(X) is None and first_nonfinite_row(X[:, 1:]) is None
+
+
+def test_the_native_scan_measures_the_largest_magnitude() -> None:
+    for dtype in (F32, F64):
+        assert _native.largest_magnitude(np.zeros(0, dtype)) == 0
+        assert _native.largest_magnitude(np.array([[1, -3], [2, 0]], dtype)) == 3
+        assert np.isnan(_native.largest_magnitude(np.array([1, np.nan, np.inf], dtype)))
+        assert _native.largest_magnitude(np.array([-np.inf, 2], dtype)) == np.inf
 
 
 # -- targets ------------------------------------------------------------------------------
