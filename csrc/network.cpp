@@ -17,6 +17,7 @@
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/magnitude.hpp"
+#include "deltaprop/prefetch.hpp"
 #include "deltaprop/threads.hpp"
 
 namespace deltaprop {
@@ -418,21 +419,6 @@ namespace {
 // them; its 3 KB rows are long enough for the hardware prefetcher to follow each one.
 constexpr std::size_t prefetch_up_to_bytes = 32 * 1024;
 
-// Ask for the rows of samples a later step will read. A shuffled epoch visits X and T in random
-// order, and a row that misses the caches costs ~100 ns: longer than a whole online step of the
-// reference posts' 2-3-1 network, and a tenth of a digits-shaped batch of 32 (its gather).
-template <typename T>
-void prefetch_rows(const T* base, std::size_t row_length, const std::int64_t* rows,
-                   std::size_t count) {
-  constexpr std::uintptr_t line = 64;
-  for (std::size_t r = 0; r < count; ++r) {
-    const auto first = reinterpret_cast<std::uintptr_t>(base + rows[r] * row_length);
-    const std::uintptr_t end = first + row_length * sizeof(T);
-    for (std::uintptr_t at = first & ~(line - 1); at < end; at += line)
-      __builtin_prefetch(reinterpret_cast<const void*>(at));
-  }
-}
-
 }  // namespace
 
 template <typename T>
@@ -485,7 +471,8 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     const T* bx = x + start * n_in;
     const T* bt = t + start * n_out;
     if (shuffle) {  // the samples `ahead` steps on: enough to hide a miss behind the steps
-      const std::size_t ahead = rows == 1 ? 8 : 1, next = start + ahead * batch_size;
+      const std::size_t ahead = rows == 1 ? online_prefetch_ahead : 1;
+      const std::size_t next = start + ahead * batch_size;
       const std::size_t count = next < n ? std::min(batch_size, n - next) : 0;
       if (count * (n_in + n_out) * sizeof(T) <= prefetch_up_to_bytes) {
         prefetch_rows(x, n_in, order.data() + next, count);

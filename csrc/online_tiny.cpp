@@ -27,9 +27,9 @@
 // samples/s, in order 12.9 → 14.9M (same weights, bit for bit).
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "deltaprop/network.hpp"
+#include "deltaprop/prefetch.hpp"
 #include "per_isa.hpp"
 
 namespace deltaprop {
@@ -132,20 +132,12 @@ void Network<T>::tiny_run_body(const T* x, const T* t, const std::int64_t* order
   };
   const T lr = opt.lr, wd = opt.weight_decay;
   T* const saved = tiny_saved_.data();
-  // The sample `ahead` steps on is asked for: in random order, a row that misses the caches
-  // costs ~100 ns, longer than a whole step.
-  constexpr std::size_t ahead = 8;
-  auto prefetch_row = [](const T* row, std::size_t length) {
-    __builtin_prefetch(row);
-    __builtin_prefetch(row + length - 1);
-  };
 
   for (std::size_t s = result.samples; s < end; ++s) {
     const std::size_t sample = order ? static_cast<std::size_t>(order[s]) : s;
-    if (order && s + ahead < end) {
-      const auto later = static_cast<std::size_t>(order[s + ahead]);
-      prefetch_row(x + later * n_inputs, n_inputs);
-      prefetch_row(t + later * n, n);
+    if (order && s + online_prefetch_ahead < end) {
+      prefetch_rows(x, n_inputs, order + s + online_prefetch_ahead, 1);
+      prefetch_rows(t, n, order + s + online_prefetch_ahead, 1);
     }
     const T* xs = x + sample * n_inputs;
     const T* ts = t + sample * n;

@@ -1,0 +1,27 @@
+// Asking for the rows of samples a later step will read. A shuffled epoch visits X and T in
+// random order, and a row that misses the caches costs ~100 ns: longer than a whole online step
+// of the reference posts' 2-3-1 network, and a tenth of a digits-shaped batch of 32 (its gather).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace deltaprop {
+
+// An online epoch asks for the sample this many steps on: enough to hide a miss behind steps.
+constexpr std::size_t online_prefetch_ahead = 8;
+
+// Prefetch rows[0..count) of the row-major array at base (row_length elements a row).
+template <typename T>
+inline void prefetch_rows(const T* base, std::size_t row_length, const std::int64_t* rows,
+                          std::size_t count) {
+  constexpr std::uintptr_t line = 64;
+  for (std::size_t r = 0; r < count; ++r) {
+    const auto first = reinterpret_cast<std::uintptr_t>(base + rows[r] * row_length);
+    const std::uintptr_t end = first + row_length * sizeof(T);
+    for (std::uintptr_t at = first & ~(line - 1); at < end; at += line)
+      __builtin_prefetch(reinterpret_cast<const void*>(at));
+  }
+}
+
+}  // namespace deltaprop
