@@ -273,6 +273,25 @@ def test_tiny_online_epoch_stopped_by_progress_keeps_its_steps() -> None:
     assert all(np.array_equal(p, q) for p, q in zip(params(nat), params(twin)))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tiny_online_epochs_visit_each_epochs_own_order(threads: int,
+                                                        restore_threads: None) -> None:
+    # On two threads a tiny online epoch sorts the next epoch's order beside its steps; a later
+    # call must use it only when its (n, seed, epoch) is the one sorted.
+    _native.set_num_threads(threads)
+    spec, W, b, X, T = make_problem([2, 3, 1], "sigmoid", ("mse", "sigmoid"), np.float32, True,
+                                    rows=20_000, seed=6)
+    nat, twin = native.Network(spec, W, b), native.Network(spec, W, b)
+    opt = dp.SGD(lr=0.05)
+    calls = [(20_000, 5, 0), (20_000, 5, 1), (20_000, 5, 3), (20_000, 7, 4), (15_000, 7, 5),
+             (20_000, 7, 6)]
+    for n, seed, epoch in calls:
+        nat.fit_epoch(X[:n], T[:n], opt, 1, True, seed, epoch)
+        order = shuffle.epoch_order(n, seed, epoch)
+        twin.fit_epoch(X[order], T[order], opt, 1, False, 0, 0)
+        assert all(np.array_equal(p, q) for p, q in zip(params(nat), params(twin))), (n, seed, epoch)
+
+
 def test_apply_gradients_matches_train_step(isa: str) -> None:
     spec, W, b, X, T = make_problem([6, 10, 3], "tanh", ("cross_entropy", "softmax"),
                                     np.float64, True, rows=9)

@@ -21,12 +21,18 @@ namespace deltaprop {
 class EpochOrder {
  public:
   void compute(std::size_t n, std::uint64_t seed, std::uint64_t epoch);
+  // Whether `order` is that of compute(n, seed, epoch).
+  bool holds(std::size_t n, std::uint64_t seed, std::uint64_t epoch) const {
+    return valid_ && order.size() == n && seed_ == seed && epoch_ == epoch;
+  }
+  void forget() { valid_ = false; }
   std::vector<std::int64_t> order;
 
  private:
   template <typename Count>
   void sort_keys(std::size_t n, std::uint64_t stream, std::vector<Count>& starts);
-  std::vector<std::uint64_t> sorted_;
+  bool valid_ = false;
+  std::uint64_t seed_ = 0, epoch_ = 0;
   std::vector<std::uint32_t> starts32_;
   std::vector<std::uint64_t> starts64_;
 };
@@ -186,7 +192,9 @@ class Network {
   Buffer<T> row_gradient_;
   // The guard's magnitudes of the step at hand (update_is_safe), two per layer.
   std::vector<double> step_magnitudes_;
-  EpochOrder epoch_order_;
+  // The order of the epoch at hand, and the next epoch's where the tiny online run sorted it on
+  // a second thread (fit_epoch).
+  EpochOrder epoch_order_, next_epoch_order_;
 };
 
 extern template class Network<float>;
