@@ -142,18 +142,27 @@ inline T copy_sign(T x, T sign) {
   }
 }
 
-// P(r) by Horner's rule in r² over pairs of coefficients (c_2k·r + c_2k+1): half as many
-// dependent multiply-adds as Horner in r for one more multiplication. A lone exp waits on that
-// chain, and the sigmoids of an online step follow one another (the 2-3-1 network trained 1–4%
-// faster, 64-128-64-10 alike); the maximum errors of tests/test_exp.py did not change.
+// expm1(r) = r + Σ c_k r^k (k >= 2) by Estrin's scheme: pairs (c_k + c_k+1·r), then pairs of
+// pairs with r², then with r⁴, ... A lone exp waits on this chain, and the sigmoids of an online
+// step follow one another: the float polynomial (degree 7) takes three dependent multiply-adds
+// after r where Horner's rule in r² took four, and the double one (degree 13) four where it took
+// seven. (Written out: a loop over an array of partial sums kept GCC from vectorising the
+// scalar activation loops.)
 template <typename T>
 inline T expm1_reduced(T r) {
   using C = ExpConstants<typename Lanes<T>::Scalar>;
-  static_assert(C::degree % 2 == 0, "coefficients come in pairs");
-  const T r2 = r * r;
-  T p = C::coefficients[0] * r + C::coefficients[1];
-  for (int i = 2; i < C::degree; i += 2) p = p * r2 + (C::coefficients[i] * r + C::coefficients[i + 1]);
-  return r + r2 * p;
+  auto pair = [r](int k) {  // c_k + c_k+1·r; C's coefficients run from r^(degree+1) down to r²
+    return C::coefficients[C::degree + 1 - k] + C::coefficients[C::degree - k] * r;
+  };
+  const T r2 = r * r, r4 = r2 * r2;
+  if constexpr (C::degree == 6) {
+    return (r + r2 * pair(2)) + r4 * (pair(4) + r2 * pair(6));
+  } else {
+    static_assert(C::degree == 12, "Estrin's tree written for degrees 7 and 13");
+    const T r8 = r4 * r4;
+    return ((r + r2 * pair(2)) + r4 * (pair(4) + r2 * pair(6))) +
+           r8 * ((pair(8) + r2 * pair(10)) + r4 * pair(12));
+  }
 }
 
 }  // namespace detail
@@ -165,11 +174,19 @@ inline T fast_exp(T x) {
 }
 
 // σ(z) = 1/(1+e) or e/(1+e) with e = exp(-|z|) <= 1: no overflow, full relative accuracy.
+// With e = 2^n (1 + m), m = expm1(r), 1 + e is one multiply-add from m, (1 + 2^n) + 2^n·m, beside
+// e's own, not one more addition on the path to the division (1 + 2^n is exact wherever 2^n still
+// changes 1 + e). With Estrin's expm1, a chain of dependent float sigmoids: 15.5 -> 14.8 ns each
+// (double: 19.3 -> 16.7), maximum error 1.96 -> 2.09 ulp (float), 1.82 (double, unchanged).
 template <typename T>
 inline T fast_sigmoid(T z) {
   using S = typename detail::Lanes<T>::Scalar;
-  const T e = fast_exp(detail::copy_sign(z, T{} - S(1)));  // -|z|
-  return (z >= S(0) ? S(1) : e) / (S(1) + e);
+  const T x = detail::copy_sign(z, T{} - S(1));  // -|z|
+  const auto red = detail::reduce(x);
+  const T m = detail::expm1_reduced(red.r);
+  const T e = detail::exp_within_range(x, red.scale + red.scale * m);
+  const T one_plus_e = x < ExpConstants<S>::min_arg ? S(1) : (S(1) + red.scale) + red.scale * m;
+  return (z >= S(0) ? S(1) : e) / one_plus_e;
 }
 
 // tanh|z| = -t/(2+t) with t = expm1(-2|z|) = 2^n expm1(r) + (2^n - 1): accurate near 0 (no 1 - e
