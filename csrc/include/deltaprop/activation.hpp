@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "deltaprop/dispatch.hpp"
 #include "deltaprop/exp.hpp"
 
 namespace deltaprop {
@@ -25,6 +26,40 @@ inline Activation activation_from_name(const std::string& name) {
                               "'; expected one of identity, sigmoid, tanh, relu, leaky_relu, softmax");
 }
 
+// y[j] = f(x[j] + bias[j]) with f taking a scalar or a GCC vector of T: whole vectors of `bytes`,
+// then the remaining elements one by one.
+template <std::size_t bytes, typename T, typename F>
+inline void map_vectors(const T* x, const T* bias, T* y, std::size_t n, const F& f) {
+  typedef T V __attribute__((vector_size(bytes)));
+  constexpr std::size_t lanes = bytes / sizeof(T);
+  std::size_t j = 0;
+  for (; j + lanes <= n; j += lanes) {
+    V v;
+    __builtin_memcpy(&v, x + j, sizeof v);
+    if (bias) {  // not + 0 where there is none: -0 + 0 is +0, and tanh(-0) is -0
+      V b;
+      __builtin_memcpy(&b, bias + j, sizeof b);
+      v += b;
+    }
+    v = f(v);
+    __builtin_memcpy(y + j, &v, sizeof v);
+  }
+  for (; j < n; ++j) y[j] = f(bias ? x[j] + bias[j] : x[j]);
+}
+
+// map_vectors in the ISA's register width. exp's selects are what GCC's vectoriser if-converts
+// only where AVX-512 gives it masks: as scalar loops, sigmoid and tanh stayed scalar on AVX2 and
+// baseline x86-64, and in double everywhere (AVX2, 256×1024 floats: sigmoid 1290 -> 115 µs).
+// Vectors wider than the registers are no remedy: GCC split their compares and selects into
+// lanes.
+template <typename T, typename F>
+inline void map_row(const T* x, const T* bias, T* y, std::size_t n, const F& f) {
+  if (current_isa() == Isa::avx512)
+    map_vectors<64>(x, bias, y, n, f);
+  else
+    map_vectors<32>(x, bias, y, n, f);
+}
+
 // y[j] = g(x[j] + bias[j]) for an elementwise g (bias may be null). Softmax is row-wise and
 // handled by softmax_row.
 template <typename T>
@@ -36,10 +71,10 @@ inline void activate_row(Activation act, T alpha, const T* x, const T* bias, T* 
       for (std::size_t j = 0; j < n; ++j) y[j] = biased(j);
       return;
     case Activation::sigmoid:
-      for (std::size_t j = 0; j < n; ++j) y[j] = fast_sigmoid(biased(j));
+      map_row(x, bias, y, n, [](auto z) { return fast_sigmoid(z); });
       return;
     case Activation::tanh:
-      for (std::size_t j = 0; j < n; ++j) y[j] = fast_tanh(biased(j));
+      map_row(x, bias, y, n, [](auto z) { return fast_tanh(z); });
       return;
     case Activation::relu:
       for (std::size_t j = 0; j < n; ++j) {

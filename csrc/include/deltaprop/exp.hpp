@@ -10,7 +10,8 @@
 // which loses no accuracy to cancellation near 0. Measured maximum error against NumPy over the
 // whole range (tests/test_exp.py), against the exact value in long double: sigmoid and tanh within
 // 2.5 ulp for float32 and float64 (float64: ~5e-16 relative), on every ISA.
-// Results below the smallest normal number are flushed to zero; above the largest, exp is +inf.
+// Results below the smallest normal number are flushed to zero, or come out subnormal (sigmoid, for
+// |z| up to ~0.35 past it): either way within less than that number; above the largest, exp is +inf.
 #pragma once
 
 #include <cmath>
@@ -32,6 +33,7 @@ struct ExpConstants<float> {
   static constexpr float min_arg = -87.33654475055310f;   // log(FLT_MIN)
   static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;  // Cephes split
   static constexpr float shifter = 12582912.0f;           // 1.5·2^23: adding it rounds to int
+  static constexpr float flushed_from = 100.0f;           // reduce(-x)'s 2^n is 0 from x ≈ 88.4
   // expm1(r) = r + r²·P(r), Cephes expf's minimax P on |r| <= ln2/2
   static constexpr int degree = 6;
   static constexpr float coefficients[degree] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
@@ -46,6 +48,7 @@ struct ExpConstants<double> {
   static constexpr double min_arg = -708.3964185322641;   // log(DBL_MIN)
   static constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
   static constexpr double shifter = 6755399441055744.0;   // 1.5·2^52
+  static constexpr double flushed_from = 720.0;           // reduce(-x)'s 2^n is 0 from x ≈ 709.4
   // expm1(r) = r + r²·P(r), P the Taylor series 1/2! + r/3! + ... + r^11/13! (remainder < 1e-17)
   static constexpr int degree = 12;
   static constexpr double coefficients[degree] = {
@@ -73,33 +76,48 @@ struct Lanes<T, std::void_t<decltype(std::declval<T>()[0])>> {
       __attribute__((vector_size(sizeof(T))));
 };
 
+// T's bits as unsigned integers of the same width, and back.
+template <typename T>
+inline typename Lanes<T>::UnsignedBits bits_of(T x) {
+  typename Lanes<T>::UnsignedBits bits;
+  __builtin_memcpy(&bits, &x, sizeof(T));
+  return bits;
+}
+
+template <typename T>
+inline T from_bits(typename Lanes<T>::UnsignedBits bits) {
+  T x;
+  __builtin_memcpy(&x, &bits, sizeof(T));
+  return x;
+}
+
 template <typename T>
 struct Reduced {
   T r;      // x - n·ln2, |r| <= ln2/2
   T scale;  // 2^n
 };
 
-// x outside [min_arg, max_arg] gives a meaningless result (a NaN gives NaN): the functions below
-// replace those lanes with their limits by one select at the end, computed beside the arithmetic.
-// Clamping x first instead put two compare-and-selects (~14 cycles) on the path every call waits
-// on, and the online step waits on each of its sigmoids (dependent sigmoids: 83 -> 58 cycles).
+// x outside [min_arg, max_arg] gives a meaningless result (a NaN gives NaN): fast_exp and
+// fast_tanh replace those lanes with their limits by one select at the end, computed beside the
+// arithmetic. Clamping x first instead put two compare-and-selects (~14 cycles) on the path every
+// call waits on, and the online step waits on each of its sigmoids (dependent sigmoids: 83 -> 58
+// cycles). 2^n is 0 for n <= -bias (the biased exponent is kept at 0 or above, beside the
+// arithmetic): from a little below min_arg down to -flushed_from, exp(x) is 0 with no select,
+// which fast_sigmoid relies on.
 template <typename T>
 inline Reduced<T> reduce(T x) {
   using S = typename Lanes<T>::Scalar;
   using C = ExpConstants<S>;
+  using Bits = typename Lanes<T>::Bits;
   const T shifted = x * S(1.4426950408889634) + C::shifter;  // n + shifter, rounded to nearest
   const T n = shifted - C::shifter;
   // Unsigned arithmetic: defined for every n, including those of x out of range.
-  typename Lanes<T>::UnsignedBits shifted_bits;
-  std::make_unsigned_t<typename C::Bits> shifter_bits;
-  __builtin_memcpy(&shifted_bits, &shifted, sizeof(T));
-  const S shifter = C::shifter;
-  __builtin_memcpy(&shifter_bits, &shifter, sizeof(S));
-  const typename Lanes<T>::UnsignedBits exponent =
-      (shifted_bits - shifter_bits + C::exponent_bias) << C::mantissa_bits;
+  const auto biased = bits_of(shifted) - bits_of(S(C::shifter)) + C::exponent_bias;
+  const Bits signed_biased = (Bits)biased;
+  const auto at_least_0 = (decltype(biased))(signed_biased > 0 ? signed_biased : Bits{});
   Reduced<T> out;
   out.r = (x - n * C::ln2_hi) - n * C::ln2_lo;
-  __builtin_memcpy(&out.scale, &exponent, sizeof(T));
+  out.scale = from_bits<T>(at_least_0 << C::mantissa_bits);
   return out;
 }
 
@@ -174,19 +192,35 @@ inline T fast_exp(T x) {
 }
 
 // σ(z) = 1/(1+e) or e/(1+e) with e = exp(-|z|) <= 1: no overflow, full relative accuracy.
-// With e = 2^n (1 + m), m = expm1(r), 1 + e is one multiply-add from m, (1 + 2^n) + 2^n·m, beside
-// e's own, not one more addition on the path to the division (1 + 2^n is exact wherever 2^n still
-// changes 1 + e). With Estrin's expm1, a chain of dependent float sigmoids: 15.5 -> 14.8 ns each
-// (double: 19.3 -> 16.7), maximum error 1.96 -> 2.09 ulp (float), 1.82 (double, unchanged).
+// The online step waits on its sigmoids, so nothing between exp's polynomial m = expm1(r) and the
+// division is a select (3 cycles each, and the numerator had two):
+// - |z| is capped at flushed_from by an integer min on its bits, so that 2^n, and with it e, is 0
+//   beyond: σ is 0 or 1 there, as for every |z| past ~88 (float). A NaN's bits exceed the cap,
+//   so a NaN is capped too; it comes back as the bits of its lanes in 1 + e are all set.
+// - 1 + e = (1 + 2^n) + 2^n·m, one multiply-add from m (1 + 2^n is exact wherever 2^n still
+//   changes 1 + e), and the numerator another, 0·m + 1 or 2^n·m + 2^n (= e), its factors chosen
+//   beside the chain.
+// A chain of dependent float sigmoids (AVX2): 15.1 -> 14.1 ns each. Double's is 16.9 -> 18.1 ns:
+// AVX2 has no 64-bit integer min, and the cap takes a compare and a select. Maximum error: float
+// 2.09 ulp, double 1.82 (tests/test_exp.py).
 template <typename T>
 inline T fast_sigmoid(T z) {
   using S = typename detail::Lanes<T>::Scalar;
-  const T x = detail::copy_sign(z, T{} - S(1));  // -|z|
-  const auto red = detail::reduce(x);
+  using Bits = typename detail::Lanes<T>::Bits;  // signed: a magnitude's bits are below 2^(w-1)
+  using UnsignedBits = typename detail::Lanes<T>::UnsignedBits;
+  using Word = typename ExpConstants<S>::Bits;
+  const auto sign_bit = detail::bits_of(S(-0.0));
+  const Bits magnitude = (Bits)(detail::bits_of(z) & ~sign_bit);
+  const Word cap = Word(detail::bits_of(S(ExpConstants<S>::flushed_from)));
+  const Word infinity = Word(detail::bits_of(std::numeric_limits<S>::infinity()));
+  const UnsignedBits nan = (UnsignedBits)(magnitude > infinity ? ~Bits{} : Bits{});
+  const UnsignedBits capped = (UnsignedBits)(magnitude < cap ? magnitude : cap);
+  const auto red = detail::reduce(detail::from_bits<T>(capped | sign_bit));  // -min(|z|, cap)
   const T m = detail::expm1_reduced(red.r);
-  const T e = detail::exp_within_range(x, red.scale + red.scale * m);
-  const T one_plus_e = x < ExpConstants<S>::min_arg ? S(1) : (S(1) + red.scale) + red.scale * m;
-  return (z >= S(0) ? S(1) : e) / one_plus_e;
+  const auto positive = z >= S(0);
+  const T numerator = (positive ? S(0) : red.scale) * m + (positive ? S(1) : red.scale);
+  const T one_plus_e = (S(1) + red.scale) + red.scale * m;
+  return numerator / detail::from_bits<T>(detail::bits_of(one_plus_e) | nan);
 }
 
 // tanh|z| = -t/(2+t) with t = expm1(-2|z|) = 2^n expm1(r) + (2^n - 1): accurate near 0 (no 1 - e
