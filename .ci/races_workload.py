@@ -3,7 +3,8 @@ native kernels at 2 threads, and the Python-thread uses the bindings allow.
 
 Sizes are chosen to take the parallel paths: GEMMs of well over 4096 multiply-adds with output
 tiles for both threads (packed panels), batches above the GEMM's kc (split-k weight update),
-the forward chunking over 1024 rows, and the online (one-row) step.
+the forward chunking over 1024 rows, the online (one-row) step, and the tiny online step, whose
+epochs sort the next epoch's order on the other thread (from a few thousand samples on).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ for dtype in ("float32", "float64"):
         net.forward(np.repeat(X, 3, axis=0))  # 1920 rows: two forward chunks
         net.gradients(X, y)
         net.loss(X, y)
+    Xs = rng.uniform(-1, 1, size=(5000, 2)).astype(dtype)
+    ys = rng.uniform(size=(5000, 1)).astype(dtype)
+    tiny = dp.MLP([2, 3, 1], activation="sigmoid", output_activation="sigmoid", loss="mse",
+                  dtype=dtype, seed=1)
+    tiny.fit(Xs, ys, epochs=3, batch_size=1, optimizer=dp.SGD(lr=0.01))  # orders sorted ahead
     W = rng.normal(size=(200, 256)).astype(dtype)
     b = np.zeros(256, dtype)
     A = dp.ops.forward(X, W, b, activation="tanh")
