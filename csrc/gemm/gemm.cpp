@@ -38,13 +38,12 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
       return 0;
     case EpilogueKind::bias_activation: {
       const T* bias = ep.bias ? ep.bias + j0 : nullptr;
-      double largest = 0;
+      LargestMagnitude<T> products;
       for (std::ptrdiff_t r = 0; r < rows; ++r) {
-        if (ep.measure_products)
-          largest = larger_magnitude(largest, max_abs_inline(tile + r * ldt, std::size_t(cols)));
+        if (ep.measure_products) products.add(tile + r * ldt, std::size_t(cols));
         activate_row(ep.activation, ep.alpha, tile + r * ldt, bias, c_row(r), std::size_t(cols));
       }
-      return largest;
+      return ep.measure_products ? products.value() : 0;
     }
     case EpilogueKind::derivative:
       for (std::ptrdiff_t r = 0; r < rows; ++r)

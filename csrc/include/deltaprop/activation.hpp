@@ -60,6 +60,13 @@ inline void map_row(const T* x, const T* bias, T* y, std::size_t n, const F& f) 
     map_vectors<32>(x, bias, y, n, f);
 }
 
+// y = x for distinct rows. Without `restrict`, a loop of a known short width (an epilogue's 16)
+// was unrolled and then copied element by element, as each store might have changed x.
+template <typename T>
+inline void copy_row(const T* __restrict x, T* __restrict y, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) y[j] = x[j];
+}
+
 // y[j] = g(x[j] + bias[j]) for an elementwise g (bias may be null). Softmax is row-wise and
 // handled by softmax_row.
 template <typename T>
@@ -68,6 +75,10 @@ inline void activate_row(Activation act, T alpha, const T* x, const T* bias, T* 
   switch (act) {
     case Activation::identity:
     case Activation::softmax:  // pre-activation; the caller applies softmax_row
+      if (!bias) {
+        if (x != y) copy_row(x, y, n);
+        return;
+      }
       for (std::size_t j = 0; j < n; ++j) y[j] = biased(j);
       return;
     case Activation::sigmoid:

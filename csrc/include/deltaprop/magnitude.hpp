@@ -19,23 +19,55 @@
 
 namespace deltaprop {
 
-// max |p[i]| over n elements as a double: infinity or NaN as soon as one element is not finite,
-// 0 for n = 0. Inline, for loops built for one ISA (the online step) and for a few elements,
-// where a call costs more than the scan.
+// max |x| over the elements of any number of stretches added to it, read as a double: infinity
+// or NaN as soon as one element is not finite, 0 for none. Inline, for loops built for one ISA
+// (the online step, the GEMM's epilogues) and for a few elements, where a call costs more than
+// the scan. Whole 32-byte vectors are written as such: a scan of a known short width (an
+// epilogue's row of 16) was unrolled into scalar code, one element at a time; and a block's rows
+// share one reduction across the lanes, at the end.
+template <typename T>
+class LargestMagnitude {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  typedef Bits Vector __attribute__((vector_size(32)));
+  static constexpr Bits magnitude = static_cast<Bits>(~(std::uint64_t(1) << (8 * sizeof(Bits) - 1)));
+  static constexpr std::size_t lanes = sizeof(Vector) / sizeof(Bits);
+
+ public:
+  void add(const T* p, std::size_t n) {
+    std::size_t i = 0;
+    for (; i + lanes <= n; i += lanes) {
+      Vector bits;
+      std::memcpy(&bits, p + i, sizeof bits);
+      bits &= magnitude;
+      wide_ = bits > wide_ ? bits : wide_;
+    }
+    for (; i < n; ++i) {
+      Bits bits;
+      std::memcpy(&bits, p + i, sizeof bits);
+      bits &= magnitude;
+      narrow_ = bits > narrow_ ? bits : narrow_;
+    }
+  }
+
+  double value() const {
+    Bits largest = narrow_;
+    for (std::size_t k = 0; k < lanes; ++k) largest = wide_[k] > largest ? wide_[k] : largest;
+    T value;
+    std::memcpy(&value, &largest, sizeof value);
+    return double(value);
+  }
+
+ private:
+  Vector wide_{};
+  Bits narrow_ = 0;
+};
+
+// max |p[i]| over n elements (LargestMagnitude of one stretch).
 template <typename T>
 inline double max_abs_inline(const T* p, std::size_t n) {
-  using Bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
-  constexpr Bits magnitude = static_cast<Bits>(~(std::uint64_t(1) << (8 * sizeof(Bits) - 1)));
-  Bits largest = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    Bits bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    bits &= magnitude;
-    largest = bits > largest ? bits : largest;
-  }
-  T value;
-  std::memcpy(&value, &largest, sizeof value);
-  return double(value);
+  LargestMagnitude<T> largest;
+  largest.add(p, n);
+  return largest.value();
 }
 
 // The larger of two magnitudes from max_abs, NaN above everything.
