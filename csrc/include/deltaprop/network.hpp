@@ -25,7 +25,6 @@ class EpochOrder {
   bool holds(std::size_t n, std::uint64_t seed, std::uint64_t epoch) const {
     return valid_ && order.size() == n && seed_ == seed && epoch_ == epoch;
   }
-  void forget() { valid_ = false; }
   std::vector<std::int64_t> order;
 
  private:
