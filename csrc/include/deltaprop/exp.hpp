@@ -123,8 +123,7 @@ inline Reduced<T> reduce(T x) {
 
 // exp(x) from y, its value in range: 0 below min_arg, +inf above max_arg, y between them (and for
 // a NaN). A vector takes one select on the path from y, the limit being chosen beside it;
-// scalars take nested selects, which GCC's vectoriser if-converts (a mask `or` of two bools it
-// does not).
+// scalars take nested selects (a mask `or` of two bools GCC's vectoriser does not if-convert).
 template <typename T>
 inline T exp_within_range(T x, T y) {
   using S = typename Lanes<T>::Scalar;
@@ -139,24 +138,16 @@ inline T exp_within_range(T x, T y) {
 }
 
 // x with its sign bit taken from `sign`. A compare and a select cost ~7 cycles on the path of a
-// lone sigmoid where these bit operations cost one or two; scalars take std::copysign, which GCC
-// keeps in vector registers and vectorises.
+// lone exp where these bit operations cost one or two; scalars take std::copysign, which GCC
+// keeps in vector registers.
 template <typename T>
 inline T copy_sign(T x, T sign) {
   using S = typename Lanes<T>::Scalar;
   if constexpr (std::is_same_v<T, S>) {
     return std::copysign(x, sign);
   } else {
-    using Bits = typename Lanes<T>::UnsignedBits;
-    constexpr auto sign_bit = std::make_unsigned_t<typename ExpConstants<S>::Bits>(1)
-                              << (8 * sizeof(S) - 1);
-    Bits x_bits, sign_bits;
-    __builtin_memcpy(&x_bits, &x, sizeof(T));
-    __builtin_memcpy(&sign_bits, &sign, sizeof(T));
-    const Bits bits = (x_bits & ~sign_bit) | (sign_bits & sign_bit);
-    T out;
-    __builtin_memcpy(&out, &bits, sizeof(T));
-    return out;
+    const auto sign_bit = bits_of(S(-0.0));
+    return from_bits<T>((bits_of(x) & ~sign_bit) | (bits_of(sign) & sign_bit));
   }
 }
 
