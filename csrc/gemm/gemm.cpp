@@ -178,7 +178,7 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
       T* panel = dst + whole * kc * nr;
       std::fill(panel, panel + kc * nr, T(0));
       for (std::ptrdiff_t p = 0; p < kc; ++p)
-        std::memcpy(panel + p * nr, &b(p0 + p, j0 + whole * nr), edge * sizeof(T));
+        copy_row(&b(p0 + p, j0 + whole * nr), panel + p * nr, std::size_t(edge));
     }
     return;
   }

@@ -60,11 +60,26 @@ inline void map_row(const T* x, const T* bias, T* y, std::size_t n, const F& f) 
     map_vectors<32>(x, bias, y, n, f);
 }
 
-// y = x for distinct rows. Without `restrict`, a loop of a known short width (an epilogue's 16)
-// was unrolled and then copied element by element, as each store might have changed x.
+// y = x for distinct rows, in moves of a size known at compile time: 32 bytes, the last one
+// overlapping the one before, or for a shorter row two halving moves that overlap. A plain loop
+// became a memcpy call, which for a row of an epilogue's edge tile (10 floats) cost more than
+// the copy; without `restrict`, a known short width was copied element by element, as each
+// store might have changed x.
 template <typename T>
 inline void copy_row(const T* __restrict x, T* __restrict y, std::size_t n) {
-  for (std::size_t j = 0; j < n; ++j) y[j] = x[j];
+  constexpr std::size_t chunk = 32 / sizeof(T);
+  if (n >= chunk) {
+    for (std::size_t j = 0; j + chunk < n; j += chunk) __builtin_memcpy(y + j, x + j, 32);
+    __builtin_memcpy(y + n - chunk, x + n - chunk, 32);
+    return;
+  }
+#pragma GCC unroll 4
+  for (std::size_t width = chunk / 2; width > 0; width /= 2)
+    if (n >= width) {
+      __builtin_memcpy(y, x, width * sizeof(T));
+      __builtin_memcpy(y + n - width, x + n - width, width * sizeof(T));
+      return;
+    }
 }
 
 // y[j] = g(x[j] + bias[j]) for an elementwise g (bias may be null). Softmax is row-wise and
