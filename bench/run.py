@@ -226,7 +226,10 @@ class Bench:
                                      "flops_per_sample": w.flops_per_sample, "rows": rows,
                                      "digests": digests})
             if w.batch > 1 and "numpy" in wanted:
-                res["workloads"][-1]["products"] = self.products(w, top)
+                # At every thread count, so the scaling table shows what the shapes allow.
+                by_threads = {t: self.products(w, t) for t in threads}
+                res["workloads"][-1]["products"] = by_threads[top]
+                res["workloads"][-1]["products_by_threads"] = by_threads
             self.log(report.workload_table(res["workloads"][-1], res["peak"][top], top))
             self.log(f"  ({time.perf_counter() - t0:.0f} s)")
         if not args.no_sweep:
