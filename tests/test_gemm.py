@@ -19,10 +19,10 @@ from deltaprop import _native
 ISAS = list(_native.cpu_info()["isas_supported"])
 EDGES = [1, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 33]
 K_EDGES = [1, 2, 7, 127, 128, 129, 255, 256, 257, 300, 513]
-# From 512 columns per thread on, A is packed rather than read in place: n = 1030 (and k = 1030
-# for delta's output) takes that path at 1 and 2 threads.
-# Every width of an edge panel and tile on the packed path (copied in overlapping fixed-size moves):
-# n = 2..40 over NR = 8/16/32.
+# Beyond those: every width of an edge panel and tile on the packed path (n = 2..40 over NR =
+# 8/16/32, rows copied in overlapping fixed-size moves); and from 512 columns per thread on, where
+# A is packed rather than read in place: n = 1030 (and k = 1030 for delta's output) takes that
+# path at 1 and 2 threads.
 SHAPES = sorted(set(itertools.product([1, 5, 6, 7, 13], EDGES, [1, 9])) |
                 set(itertools.product([2, 6, 25], [1, 8, 33], K_EDGES)) |
                 set(itertools.product([25], range(2, 41), [300])) |
