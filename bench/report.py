@@ -194,9 +194,11 @@ def targets_table(res: dict) -> str:
         if ra and rb:
             in_order[f"{label}: × FANN"] = ra["median"] / rb["median"]
     # The scaling targets beside how the same products alone scale through OpenBLAS.
-    ceilings.update({f"scaling {w['name']}: {top} ÷ {res['threads'][0]} threads":
-                     products_scaling(w, res["threads"]) for w in res["workloads"]
-                     if len(res["threads"]) > 1 and products_scaling(w, res["threads"])})
+    if len(res["threads"]) > 1:
+        for w in res["workloads"]:
+            scaling = products_scaling(w, res["threads"])
+            if scaling:
+                ceilings[f"scaling {w['name']}: {top} ÷ {res['threads'][0]} threads"] = scaling
     lines = ["| target | goal | measured | status |", "| --- | ---: | ---: | --- |"]
     for what, value, goal in targets(res):
         pct = what.startswith(("MNIST-shaped: %", "wide: %"))

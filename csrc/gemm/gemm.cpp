@@ -34,7 +34,7 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
   switch (ep.kind) {
     case EpilogueKind::store:
       for (std::ptrdiff_t r = 0; r < rows; ++r)
-        std::memcpy(c_row(r), tile + r * ldt, cols * sizeof(T));
+        copy_row(tile + r * ldt, c_row(r), std::size_t(cols));
       return 0;
     case EpilogueKind::bias_activation: {
       const T* bias = ep.bias ? ep.bias + j0 : nullptr;
@@ -53,7 +53,7 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
     case EpilogueKind::optimizer:
       for (std::ptrdiff_t r = 0; r < rows; ++r) {
         const T* t = tile + r * ldt;
-        if (ep.keep_gradient) std::memcpy(c_row(r), t, cols * sizeof(T));
+        if (ep.keep_gradient) copy_row(t, c_row(r), std::size_t(cols));
         apply_update(ep.step, ep.param + at(r), t, ep.m ? ep.m + at(r) : nullptr,
                      ep.v ? ep.v + at(r) : nullptr, std::size_t(cols), true);
       }
@@ -283,7 +283,7 @@ template <typename T>
 void copy_block(const T* src, std::ptrdiff_t ld_src, T* dst, std::ptrdiff_t ld_dst,
                 std::ptrdiff_t rows, std::ptrdiff_t cols) {
   for (std::ptrdiff_t r = 0; r < rows; ++r)
-    std::memcpy(dst + r * ld_dst, src + r * ld_src, cols * sizeof(T));
+    copy_row(src + r * ld_src, dst + r * ld_dst, std::size_t(cols));
 }
 
 // Ask for the rows×cols block of C at c, whose partial sums the next tile starts from. Where C is
