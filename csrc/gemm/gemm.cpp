@@ -325,11 +325,15 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   // Few rows of C use each B panel too few times to repay copying it, and a small row-major B
   // stays in L1/L2 where the microkernel reads it: its whole panels are then read in place
   // (edge panels are still packed, zero-padded). A large B read in place would miss the caches
-  // on every row of every tile. The microkernel tells a packed panel by its row length NR, so
-  // a B exactly NR wide is packed.
-  constexpr std::ptrdiff_t b_in_place_up_to_rows = 64, b_in_place_up_to_elements = 65536;
+  // on every row of every tile. So would a deep panel: its kc rows, at B's row stride, fall in a
+  // few of L1's sets, and from 16 KB on they no longer stay there from one tile to the next
+  // (the MNIST-shaped 128×256 · 256×128 at 2 threads, 64 rows each: 42 → 38 µs packed). The
+  // microkernel tells a packed panel by its row length NR, so a B exactly NR wide is packed.
+  constexpr std::ptrdiff_t b_in_place_up_to_rows = 64, b_in_place_up_to_elements = 65536,
+                           b_in_place_up_to_panel_bytes = 16384;
   const bool b_in_place = b.cs == 1 && b.rs != nr && i_end - i_begin <= b_in_place_up_to_rows &&
-                          k * b.rs <= b_in_place_up_to_elements;
+                          k * b.rs <= b_in_place_up_to_elements &&
+                          std::min(k, kc_max) * nr * std::ptrdiff_t(sizeof(T)) <= b_in_place_up_to_panel_bytes;
   // The parameters and moments an update rewrites are asked for a tile ahead too. A training
   // step's gradient products have k = batch <= kc, so no partial sums bring those rows in, and
   // down a column panel each row gives two lines, too few for the hardware prefetcher: the update
