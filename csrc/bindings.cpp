@@ -80,13 +80,19 @@ void copy_into(std::vector<Buffer<T>>& buffers, const std::vector<Input<T>>& arr
     std::memcpy(buffers[l].data(), arrays[l].data(), buffers[l].size() * sizeof(T));
 }
 
-// X (rows × sizes[0]) and, when given, T (rows × sizes.back()): real, finite, and a workspace
-// of that many rows must be addressable. `largest`, when given, receives max |X|.
+// X (rows × sizes[0]) as an array of T, not yet checked finite.
+template <typename T>
+Input<T> shaped_features(const py::handle& x, const std::vector<std::size_t>& sizes) {
+  Input<T> a = real_input<T>(x, "X");
+  check_shape(a, "X", -1, sizes.front());
+  return a;
+}
+
+// X (rows × sizes[0]): real and finite. `largest`, when given, receives max |X|.
 template <typename T>
 Input<T> features(const py::handle& x, const std::vector<std::size_t>& sizes,
                   double* largest = nullptr) {
-  Input<T> a = real_input<T>(x, "X");
-  check_shape(a, "X", -1, sizes.front());
+  Input<T> a = shaped_features<T>(x, sizes);
   const double magnitude = check_finite(a, "X");
   if (largest) *largest = magnitude;
   return a;
@@ -274,9 +280,15 @@ void bind_network(py::module_& m, const char* name) {
           "fit_epoch",
           [](Net& net, const py::object& x_in, const py::object& t_in, const py::object& opt,
              std::size_t batch_size, bool shuffle, std::uint64_t seed, std::uint64_t epoch,
-             const py::object& progress) {
-            double x_largest = 0.0;
-            const Input<T> x = features<T>(x_in, net.sizes(), &x_largest);
+             const py::object& progress, std::optional<double> x_bound) {
+            // A caller that checked X itself (deltaprop's Python layer, once per fit call)
+            // passes the max |X| it measured, and X is not scanned again every epoch.
+            if (x_bound && !(std::isfinite(*x_bound) && *x_bound >= 0))
+              throw py::value_error("x_largest must be finite and >= 0; got " +
+                                    std::to_string(*x_bound));
+            double x_largest = x_bound.value_or(0.0);
+            const Input<T> x = x_bound ? shaped_features<T>(x_in, net.sizes())
+                                       : features<T>(x_in, net.sizes(), &x_largest);
             const Input<T> t = targets<T>(t_in, net.sizes(), x.shape(0));
             if (batch_size == 0) throw py::value_error("batch_size must be positive");
             check_workspace<T>(net.sizes(), std::min<std::size_t>(batch_size, x.shape(0)));
@@ -312,7 +324,8 @@ void bind_network(py::module_& m, const char* name) {
             return out;
           },
           py::arg("X"), py::arg("T"), py::arg("optimizer"), py::arg("batch_size"),
-          py::arg("shuffle"), py::arg("seed"), py::arg("epoch"), py::arg("progress") = py::none())
+          py::arg("shuffle"), py::arg("seed"), py::arg("epoch"), py::arg("progress") = py::none(),
+          py::arg("x_largest") = py::none())
       .def("optimizer_state",
            [](Net& net) {
              std::unique_lock<std::mutex> lock = lock_network(net);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import threading
 import time
 import tracemalloc
@@ -223,6 +224,47 @@ def test_fit_epoch_with_shuffle(isa: str, hidden: str, output: tuple[str, str], 
         loss_r = ref.fit_epoch(X, T, opt, 8, True, 5, epoch)
         assert loss_n == pytest.approx(loss_r, rel=10 * rel, abs=10 * rel)
         assert_same_state(nat, ref, 10 * rel, f"epoch {epoch}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_epoch_given_the_bound_of_X_trains_alike(dtype: type) -> None:
+    # MLP.fit measures max |X| while checking X and passes it, so the bindings do not scan X
+    # again every epoch: the result must be the one they get by scanning.
+    spec, W, b, X, T = make_problem([5, 8, 3], "tanh", ("cross_entropy", "softmax"), dtype,
+                                    True, rows=37, seed=2)
+    scanned, given = native.Network(spec, W, b), native.Network(spec, W, b)
+    opt = dp.Adam(lr=0.01)
+    for epoch in (0, 1):
+        loss_s = scanned.fit_epoch(X, T, opt, 8, True, 5, epoch)
+        loss_g = given.fit_epoch(X, T, opt, 8, True, 5, epoch, x_largest=float(np.abs(X).max()))
+        assert loss_g == loss_s
+    for a, b_ in zip(scanned.get_weights()[0], given.get_weights()[0]):
+        np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("bound", [math.nan, math.inf, -1.0])
+def test_fit_epoch_refuses_a_bound_of_X_that_is_no_magnitude(bound: float) -> None:
+    spec, W, b, X, T = make_problem([5, 8, 3], "tanh", ("cross_entropy", "softmax"), np.float64,
+                                    True, rows=37, seed=2)
+    net = native.Network(spec, W, b)
+    with pytest.raises(ValueError, match="x_largest must be finite and >= 0"):
+        net.fit_epoch(X, T, dp.SGD(lr=0.1), 8, True, 5, 0, x_largest=bound)
+    for a, b_ in zip(net.get_weights()[0], W):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_fit_passes_the_bound_its_check_of_X_measured(monkeypatch) -> None:
+    net = dp.MLP([3, 4, 2], loss="cross_entropy", dtype="float32", seed=0)
+    X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    seen = []
+    fit_epoch = net._net.fit_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["x_largest"])
+        return fit_epoch(*args, **kwargs)
+    monkeypatch.setattr(net._net, "fit_epoch", spy)
+    net.fit(X, np.arange(20) % 2, epochs=3, batch_size=4)
+    assert seen == [float(np.abs(X).max())] * 3
 
 
 # Networks one 32-byte vector wide (4 doubles, 8 floats per layer), trained online with plain

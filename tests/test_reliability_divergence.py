@@ -128,16 +128,21 @@ def test_fit_undoes_an_overflowing_update_under_a_finite_loss(backend: str,
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_fit_undoes_an_update_that_only_the_inputs_make_overflow(backend: str,
-                                                                 shuffle: bool) -> None:
+@pytest.mark.parametrize("memmap", [False, True])
+def test_fit_undoes_an_update_that_only_the_inputs_make_overflow(backend: str, shuffle: bool,
+                                                                 memmap: bool, tmp_path) -> None:
     # Z = X·W = 1 and every delta is 0.5, but the gradient X·D is 1e30 and lr·1e30 overflows
     # float32. Only |X| says the step is unsafe: the native fit_epoch bounds it by max |X| over
-    # all the samples, which the bindings' finiteness check measured.
+    # all the samples, which fit's finiteness check measured and passes on (a float64 memory
+    # map is streamed in float32 chunks, each with its own bound).
     net = dp.MLP([1, 1], activation="identity", loss="mse", bias=False, dtype="float32",
                  backend=backend)
     net.set_weights([np.full((1, 1), 1e-30, np.float32)], None)
     before = state(net._net)
     X = np.full((4, 1), 1e30, np.float32)
+    if memmap:
+        X = np.memmap(tmp_path / "X.f64", dtype=np.float64, mode="w+", shape=X.shape)
+        X[:] = 1e30
     with pytest.raises(dp.TrainingDiverged, match=r"epoch 0, batch 0\b"):
         net.fit(X, np.zeros(4, np.float32), epochs=1, batch_size=2, optimizer=dp.SGD(lr=1e10),
                 shuffle=shuffle)

@@ -20,7 +20,7 @@ import numpy as np
 from .errors import TrainingDiverged, diverged
 from .shuffle import epoch_order
 from .spec import NetSpec
-from .validation import as_features, as_real_array, as_targets
+from .validation import as_real_array, as_targets, features_and_largest
 
 # Rows per chunk aim at this many bytes of converted features: large enough that the per-chunk
 # call into the backend is noise, small enough to stay well inside any cache of the data set.
@@ -80,8 +80,9 @@ class StreamedData:
         for lo in range(0, self.n, self.chunk_rows):
             self._block(slice(lo, min(lo + self.chunk_rows, self.n)))
 
-    def _block(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Converted, validated features and dense targets of ``rows`` (a slice or indices)."""
+    def _block(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Converted, validated features and dense targets of ``rows`` (a slice or indices), and
+        the features' max |x|."""
         if isinstance(rows, slice):
             name = f"[{rows.start}:{rows.stop}]"
             raw = self.X[rows]
@@ -92,9 +93,9 @@ class StreamedData:
             raw = np.empty((len(rows), self.X.shape[1]), dtype=_array_like_dtype(self.X))
             raw[perm] = self.X[rows[perm]]
             name = " (a chunk of the epoch)"
-        Xc = as_features(raw, self.spec.sizes[0], self.spec.dtype, "X" + name)
+        Xc, largest = features_and_largest(raw, self.spec.sizes[0], self.spec.dtype, "X" + name)
         T = as_targets(self.y[rows], self.spec, Xc.shape[0], "y" + name)
-        return Xc, T
+        return Xc, T, largest
 
     def fit_epoch(self, net: Any, optimizer: Any, batch_size: int, shuffle: bool, seed: int,
                   epoch: int, progress: Callable[[int, float], Any] | None = None) -> float:
@@ -103,8 +104,8 @@ class StreamedData:
         mean = 0.0  # Σ chunk mean · rows / n, as the backends' epochs (no overflow)
         for lo in range(0, self.n, self.chunk_rows):
             hi = min(lo + self.chunk_rows, self.n)
-            Xc, T = self._block(slice(lo, hi) if order is None else order[lo:hi])
-            extra = {}
+            Xc, T, largest = self._block(slice(lo, hi) if order is None else order[lo:hi])
+            extra = {"x_largest": largest}
             if progress is not None:
                 done = mean * self.n  # bind this chunk's offset for the callback below
 

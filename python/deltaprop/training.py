@@ -21,7 +21,7 @@ from .optim import SGD
 from .progress import ProgressBar
 from .schedules import scheduled_lr
 from .streaming import StreamedData, is_streamed
-from .validation import check_positive_int
+from .validation import as_targets, check_positive_int, features_and_largest
 
 if TYPE_CHECKING:
     from .mlp import MLP
@@ -31,13 +31,16 @@ class _InMemory:
     """Data the backend can take whole: validated arrays of the network's dtype."""
 
     def __init__(self, model: MLP, X: Any, y: Any) -> None:
-        self.X, self.T = model._data(X, y)
+        spec = model.spec
+        self.X, self.X_largest = features_and_largest(X, spec.sizes[0], spec.dtype)
+        self.T = as_targets(y, spec, self.X.shape[0])
         self.n = self.X.shape[0]
 
     def fit_epoch(self, net: Any, optimizer: Any, batch_size: int, shuffle: bool, seed: int,
                   epoch: int, progress: Any = None) -> float:
         extra = {} if progress is None else {"progress": progress}
-        return net.fit_epoch(self.X, self.T, optimizer, batch_size, shuffle, seed, epoch, **extra)
+        return net.fit_epoch(self.X, self.T, optimizer, batch_size, shuffle, seed, epoch,
+                             x_largest=self.X_largest, **extra)
 
 
 def training_data(model: MLP, X: Any, y: Any, batch_size: int) -> _InMemory | StreamedData:

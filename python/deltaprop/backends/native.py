@@ -67,8 +67,13 @@ class Network:
         seed: int,
         epoch: int,
         progress: Callable[[int, float], Any] | None = None,
+        x_largest: float | None = None,
     ) -> float:
         """One epoch in C++; ``progress(samples_done, loss_sum)`` is called at most every 0.1 s.
+
+        ``x_largest``: max |X|, measured by the caller's own finiteness check of this X
+        (``validation.features_and_largest``). The bindings then trust X to be finite and skip
+        their scan of it; without it they scan X every epoch.
 
         Raises
         ------
@@ -76,7 +81,8 @@ class Network:
             When a batch's loss is not finite (that batch's update is not applied).
         """
         result = self._net.fit_epoch(
-            X, T, optimizer, int(batch_size), bool(shuffle), seed % 2**64, epoch % 2**64, progress
+            X, T, optimizer, int(batch_size), bool(shuffle), seed % 2**64, epoch % 2**64, progress,
+            x_largest
         )
         if result["diverged"]:
             raise diverged(epoch, result["batch"])

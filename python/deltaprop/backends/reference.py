@@ -322,11 +322,13 @@ class Network:
 
     def fit_epoch(self, X: np.ndarray, T: np.ndarray, optimizer: Optimizer, batch_size: int,
                   shuffle: bool, seed: int, epoch: int,
-                  progress: Callable[[int, float], object] | None = None) -> float:
+                  progress: Callable[[int, float], object] | None = None,
+                  x_largest: float | None = None) -> float:
         """One pass over the rows in consecutive batches; return the mean per-sample loss.
 
         ``progress(samples_done, loss_sum)`` is called after every batch. A batch whose loss is
         not finite stops the epoch with :class:`~deltaprop.errors.TrainingDiverged`.
+        ``x_largest`` (max |X|, which spares the native backend a scan of X) is not needed here.
         """
         n = X.shape[0]
         order = epoch_order(n, seed, epoch) if shuffle else np.arange(n)
