@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -190,6 +191,16 @@ def test_r2_score_of_huge_values_is_finite_and_warns_of_nothing(backend: str) ->
     y = X @ [1.0, 2.0] + noise
     assert net.score(X * 1e200, y * 1e200) == pytest.approx(net.score(X, y), rel=1e-12)
     assert net.score(X * 1e-200, y * 1e-200) == pytest.approx(net.score(X, y), rel=1e-12)
+
+
+def test_r2_score_too_negative_to_sum_is_their_mean_and_warns_of_nothing(backend: str) -> None:
+    # Found by .ci/fuzz: each output column's R² was finite, near -1e308, and r2.mean() summed
+    # them past the largest float64 (RuntimeWarning: overflow encountered in reduce).
+    net = dp.MLP([1, 2], loss="mse", backend=backend, dtype="float64")
+    net.set_weights([np.zeros((1, 2))], [np.full(2, 5e153)])  # every output is 5e153
+    X, y = np.zeros((2, 1)), np.array([[0.0, 0.0], [1.0, 1.0]])
+    r2 = net.score(X, y)
+    assert math.isfinite(r2) and r2 == pytest.approx(-1e308, rel=1e-6)
 
 
 # -- training -------------------------------------------------------------------------------

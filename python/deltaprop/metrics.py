@@ -33,4 +33,9 @@ def score_outputs(spec: NetSpec, A: np.ndarray, T: np.ndarray) -> float:
         # A constant column: perfect fit scores 1, anything else 0 (scikit-learn's force_finite).
         safe = np.where(ss_tot > 0, ss_tot, 1.0)
         r2 = np.where(ss_tot > 0, 1 - ss_res / safe, np.where(ss_res == 0, 1.0, 0.0))
-    return float(r2.mean())
+        mean = r2.mean()
+        if np.isinf(mean) and np.isfinite(r2).all():
+            # Finite R² near -1e308 overflow their sum, not their mean: divide first. Only
+            # then, so every other mean is scikit-learn's to the bit.
+            mean = (r2 / r2.size).sum()
+    return float(mean)
