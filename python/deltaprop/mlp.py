@@ -21,7 +21,7 @@ from .metrics import score_outputs
 from .optim import SGD, Adam, Optimizer
 from .schedules import LRSchedule
 from .spec import NetSpec
-from .validation import as_features, as_parameters, as_targets
+from .validation import as_features, as_parameters, as_targets, features_and_largest
 
 # He initialisation keeps the variance of ReLU-like layers' outputs steady with depth;
 # Glorot (Xavier) does the same for the symmetric activations and the output layer.
@@ -154,8 +154,13 @@ class MLP:
     # -- evaluation --------------------------------------------------------------------------
 
     def _data(self, X: Any, y: Any, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
-        Xc = as_features(X, self._spec.sizes[0], self._spec.dtype, prefix + "X")
-        return Xc, as_targets(y, self._spec, Xc.shape[0], prefix + "y")
+        return self._data_and_largest(X, y, prefix)[:2]
+
+    def _data_and_largest(self, X: Any, y: Any,
+                          prefix: str = "") -> tuple[np.ndarray, np.ndarray, float]:
+        """Validated ``(X, T)`` and max |X|, which the check of X measured."""
+        Xc, largest = features_and_largest(X, self._spec.sizes[0], self._spec.dtype, prefix + "X")
+        return Xc, as_targets(y, self._spec, Xc.shape[0], prefix + "y"), largest
 
     def forward(self, X: Any) -> np.ndarray:
         """Output activations ``A_L``, shape ``(B, n_L)``."""

@@ -21,7 +21,7 @@ from .optim import SGD
 from .progress import ProgressBar
 from .schedules import scheduled_lr
 from .streaming import StreamedData, is_streamed
-from .validation import as_targets, check_positive_int, features_and_largest
+from .validation import check_positive_int
 
 if TYPE_CHECKING:
     from .mlp import MLP
@@ -31,9 +31,7 @@ class _InMemory:
     """Data the backend can take whole: validated arrays of the network's dtype."""
 
     def __init__(self, model: MLP, X: Any, y: Any) -> None:
-        spec = model.spec
-        self.X, self.X_largest = features_and_largest(X, spec.sizes[0], spec.dtype)
-        self.T = as_targets(y, spec, self.X.shape[0])
+        self.X, self.T, self.X_largest = model._data_and_largest(X, y)
         self.n = self.X.shape[0]
 
     def fit_epoch(self, net: Any, optimizer: Any, batch_size: int, shuffle: bool, seed: int,
