@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import Workload, by_name, make_data  # noqa: E402
+from workloads import SGEMM_SIZE, Workload, by_name, make_data  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -202,6 +202,26 @@ class Numpy(Peer):
         return time.perf_counter() - t0
 
 
+class Sgemm(Peer):
+    """NumPy's 2048² float32 matmul, the machine's sgemm rate, timed as a peer: run.py
+    interleaves its units with a workload's repeats, so a workload's % of peak can be read
+    against the sgemm rate of the same minutes of a shared machine. A unit runs ``n · epochs``
+    matmuls."""
+
+    def __init__(self, w, quick, threads):
+        from threadpoolctl import threadpool_limits
+
+        self.limits = threadpool_limits(threads)
+        rng = np.random.default_rng(0)
+        self.A, self.B = (rng.random((SGEMM_SIZE, SGEMM_SIZE), dtype=np.float32) for _ in "AB")
+
+    def unit(self, n, epochs):
+        t0 = time.perf_counter()
+        for _ in range(n * epochs):
+            self.A @ self.B
+        return time.perf_counter() - t0
+
+
 def fann_binary() -> Path:
     """Compile bench/fann_bench.c against Debian's libfann-dev (float build), once."""
     exe = HERE / "build" / "fann_bench"
@@ -236,7 +256,8 @@ class Fann(Peer):
 
 PEERS = {"native": Deltaprop, "native_epoch": DeltapropEpoch, "native_in_order": DeltapropInOrder,
          "native_avx2": DeltapropAvx2,
-         "reference": Reference, "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann}
+         "reference": Reference, "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann,
+         "sgemm": Sgemm}
 
 
 def repeat_timed(call, budget: float) -> list:

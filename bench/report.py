@@ -66,6 +66,12 @@ def _row(rows: list[dict], peer: str, threads: int | None = None) -> dict | None
     return None
 
 
+def _spread(r: dict) -> str:
+    """The slowest and fastest repeat against the median."""
+    lo, hi = min(r["rates"]), max(r["rates"])
+    return f"{100 * (lo / r['median'] - 1):+.0f}% / {100 * (hi / r['median'] - 1):+.0f}%"
+
+
 def workload_table(wl: dict, peak: float, threads: int) -> str:
     """One workload: samples/s (median and spread), GFLOP/s, % of sgemm peak, native ÷ row."""
     native = _row(wl["rows"], "native", threads)
@@ -82,14 +88,20 @@ def workload_table(wl: dict, peak: float, threads: int) -> str:
             why = r.get("skip") or r.get("error") or "no result"
             lines.append(f"| {name} | — | {why} | | | |")
             continue
-        lo, hi = min(r["rates"]), max(r["rates"])
-        spread = f"{100 * (lo / r['median'] - 1):+.0f}% / {100 * (hi / r['median'] - 1):+.0f}%"
+        spread = _spread(r)
         if r.get("disturbed"):
             kept = "left out" if len(r["rates"]) < len(r["seconds"]) else "kept"
             spread += f" ({r['disturbed']} disturbed, {kept})"
         ratio = _ratio(native["median"] / r["median"]) if native else ""
         lines.append(f"| {name} | {_si(r['median'])} | {spread} | {r['gflops']:.3g} | "
                      f"{100 * r['gflops'] / peak:.1f}% | {ratio} |")
+    sgemm = wl.get("sgemm_interleaved") or {}
+    fraction = fraction_of_interleaved_sgemm(wl, threads)
+    if fraction is not None:
+        lines += ["", f"NumPy's 2048² sgemm, timed in the same interleaved repeats: "
+                  f"{sgemm['gflops']:.3g} GFLOP/s (median; spread {_spread(sgemm)}). "
+                  f"deltaprop native ran at {100 * fraction:.1f}% of the sgemm rate of the same "
+                  "minutes; the column above divides by the best single call of the run."]
     products = wl.get("products") or {}
     if "median" in products:
         lines += ["", "The step's GEMMs alone through NumPy/OpenBLAS (one batch's forward, "
@@ -98,6 +110,13 @@ def workload_table(wl: dict, peak: float, threads: int) -> str:
                   f"{100 * products['gflops'] / peak:.1f}% of sgemm peak — as fast as a "
                   "trainer built on that BLAS could go."]
     return "\n".join(lines) + "\n"
+
+
+def fraction_of_interleaved_sgemm(wl: dict, threads: int) -> float | None:
+    """deltaprop native's GFLOP/s over those of NumPy's 2048² sgemm timed in the same
+    interleaved repeats: % of peak with the machine's slow and fast minutes in both."""
+    native, sgemm = _row(wl["rows"], "native", threads), wl.get("sgemm_interleaved") or {}
+    return native["gflops"] / sgemm["gflops"] if native and "gflops" in sgemm else None
 
 
 def products_scaling(wl: dict, threads: list) -> float | None:
@@ -178,13 +197,19 @@ def targets(res: dict) -> list[tuple[str, float | None, float]]:
     return out
 
 
+PEAK_TARGETS = (("mnist", "MNIST-shaped"), ("wide", "wide"))  # workloads with a % of peak goal
+
+
 def targets_table(res: dict) -> str:
     top = res["threads"][-1]
     peak = res["peak"][top]
     # The % of peak targets beside what the same products alone reach through OpenBLAS.
     ceilings = {f"{label}: % of sgemm peak": w["products"]["gflops"] / peak
-                for name, label in (("mnist", "MNIST-shaped"), ("wide", "wide"))
-                for w in res["workloads"] if w["name"] == name and "gflops" in w.get("products", {})}
+                for name, label in PEAK_TARGETS for w in res["workloads"]
+                if w["name"] == name and "gflops" in w.get("products", {})}
+    # ... and beside the sgemm rate timed in the same interleaved repeats.
+    interleaved = {f"{label}: % of sgemm peak": fraction_of_interleaved_sgemm(w, top)
+                   for name, label in PEAK_TARGETS for w in res["workloads"] if w["name"] == name}
     # The FANN targets beside deltaprop with samples in order, as FANN visits them.
     in_order = {}
     for name, label in (("seed-online", "seed 2-3-1 online"), ("online-64", "64-128-64-10 online")):
@@ -207,6 +232,9 @@ def targets_table(res: dict) -> str:
             lines.append(f"| {what} | {fmt(goal)} | — | not measured |")
             continue
         status = "met" if value >= goal else f"**missed** ({value / goal:.2f} of goal)"
+        if interleaved.get(what) is not None:
+            status += ("; against NumPy's 2048² sgemm timed in the same interleaved repeats: "
+                       f"{fmt(interleaved[what])}")
         if what in ceilings:
             status += f"; the step's GEMMs alone through OpenBLAS: {fmt(ceilings[what])}"
         if what in in_order:

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import report  # noqa: E402
 from machine_load import LoadGuard  # noqa: E402
-from workloads import SQUARES, WORKLOADS, sweep_workloads, training_shapes  # noqa: E402
+from workloads import SGEMM_SIZE, SQUARES, WORKLOADS, sweep_workloads, training_shapes  # noqa: E402
 
 ALL_PEERS = ("native", "native_epoch", "native_in_order", "native_avx2", "reference", "torch",
              "sklearn", "numpy", "fann")
@@ -118,7 +118,12 @@ class Bench:
         print(msg, file=sys.stderr, flush=True)
 
     def calibrate(self, w, key: str, samples: int) -> tuple[int, int] | dict:
-        """Samples and epochs of one unit lasting about ``target_s`` for this peer."""
+        """Samples and epochs of one unit lasting about ``target_s`` for this peer (for the
+        sgemm peer: matmuls, and one epoch)."""
+        if key.startswith("sgemm@"):
+            self.ask(key, op="unit", n=1, epochs=1)  # warm-up
+            ans = self.ask(key, op="unit", n=1, epochs=1)
+            return (max(1, round(self.target_s / ans["seconds"])), 1) if "seconds" in ans else ans
         return calibrate_unit(lambda n, epochs: self.ask(key, op="unit", n=n, epochs=epochs),
                               samples, w.batch, self.target_s)
 
@@ -166,9 +171,9 @@ class Bench:
 
     def peak(self, threads: int) -> float:
         """Best GFLOP/s of NumPy's 2048² float32 matmul: the machine's sgemm peak."""
-        times = self.ask("numpy", op="gemm", shape=[2048, 2048, 2048],
+        times = self.ask("numpy", op="gemm", shape=[SGEMM_SIZE] * 3,
                                          threads=threads, budget=1.0 if self.quick else 2.5)
-        return 2 * 2048**3 / min(times["times"]) / 1e9
+        return 2 * SGEMM_SIZE**3 / min(times["times"]) / 1e9
 
     def products(self, w, threads: int) -> dict:
         """The step's GEMMs alone through NumPy/OpenBLAS (peers.products_times): samples/s and
@@ -216,15 +221,21 @@ class Bench:
         for w in workloads:
             entries = [(p, top) for p in w.peers if p in wanted]
             entries += [("native", t) for t in threads[:-1]]  # for the scaling table
+            # The sgemm rate of the same minutes, for % of peak beside the best single call's.
+            entries.append(("sgemm", top))
             self.log(f"{w.label} ...")
             t0 = time.perf_counter()
             rows = self.measure(w, entries)
+            sgemm = next(r for r in rows if r["peer"] == "sgemm")
+            rows.remove(sgemm)
+            if "median" in sgemm:  # its "samples" are matmuls
+                sgemm["gflops"] = sgemm["median"] * 2 * SGEMM_SIZE**3 / 1e9
             digests = {t: self.worker("native").ask(op="digest", workload=w.name,
                                                     quick=self.quick, threads=t).get("digest")
                        for t in threads}
             res["workloads"].append({"name": w.name, "label": w.label, "batch": w.batch,
                                      "flops_per_sample": w.flops_per_sample, "rows": rows,
-                                     "digests": digests})
+                                     "sgemm_interleaved": sgemm, "digests": digests})
             if w.batch > 1 and "numpy" in wanted:
                 # At every thread count, so the scaling table shows what the shapes allow.
                 by_threads = {t: self.products(w, t) for t in threads}

@@ -107,6 +107,9 @@ def make_data(w: Workload, quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndar
     return X, labels, T
 
 
+# The sgemm peak: NumPy's SGEMM_SIZE² float32 matmul.
+SGEMM_SIZE = 2048
+
 # GEMM-alone shapes (m, k, n): C(m×n) = A(m×k) · W(k×n)
 SQUARES = (64, 128, 256, 512, 1024, 2048)
 

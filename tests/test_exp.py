@@ -61,8 +61,10 @@ def test_limits_and_special_values(isa: str, dtype: type) -> None:
     z = np.tile(np.array([[np.inf, -np.inf, np.nan, 0.0, -0.0, 1e4, -1e4]], dtype=dtype), 5)
     sig = _native.apply_activation(z, "sigmoid")[0]
     tanh = _native.apply_activation(z, "tanh")[0]
-    np.testing.assert_array_equal(sig, np.tile(np.array([1, 0, np.nan, 0.5, 0.5, 1, 0], dtype=dtype), 5))
-    np.testing.assert_array_equal(tanh, np.tile(np.array([1, -1, np.nan, 0, 0, 1, -1], dtype=dtype), 5))
+    np.testing.assert_array_equal(
+        sig, np.tile(np.array([1, 0, np.nan, 0.5, 0.5, 1, 0], dtype=dtype), 5))
+    np.testing.assert_array_equal(
+        tanh, np.tile(np.array([1, -1, np.nan, 0, 0, 1, -1], dtype=dtype), 5))
     assert not np.signbit(tanh[3::7]).any() and np.signbit(tanh[4::7]).all()  # tanh(±0) = ±0
 
 

@@ -331,7 +331,8 @@ def test_tiny_online_epochs_visit_each_epochs_own_order(threads: int,
         nat.fit_epoch(X[:n], T[:n], opt, 1, True, seed, epoch)
         order = shuffle.epoch_order(n, seed, epoch)
         twin.fit_epoch(X[order], T[order], opt, 1, False, 0, 0)
-        assert all(np.array_equal(p, q) for p, q in zip(params(nat), params(twin))), (n, seed, epoch)
+        assert all(np.array_equal(p, q)
+                   for p, q in zip(params(nat), params(twin))), (n, seed, epoch)
 
 
 def test_apply_gradients_matches_train_step(isa: str) -> None:
