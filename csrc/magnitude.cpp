@@ -1,18 +1,12 @@
-// max_abs (magnitude.hpp): the scan compiled for baseline x86-64 and for AVX2 (target_clones
-// picks the copy when the module loads), split over threads for large arrays.
+// max_abs (magnitude.hpp): the scan compiled for baseline x86-64 and for AVX2 (per_isa.hpp),
+// split over threads for large arrays.
 #include "deltaprop/magnitude.hpp"
+
+#include "per_isa.hpp"
 
 namespace deltaprop {
 
 namespace {
-
-__attribute__((target_clones("avx2", "default"))) double scan(const float* p, std::size_t n) {
-  return max_abs_inline(p, n);
-}
-
-__attribute__((target_clones("avx2", "default"))) double scan(const double* p, std::size_t n) {
-  return max_abs_inline(p, n);
-}
 
 // fit checks its inputs every epoch, and an MNIST-shaped X (47M floats) took one thread 16 ms
 // to scan, 6% of the epoch; two threads take half that. A scanned element costs about what
@@ -25,7 +19,7 @@ double split_scan(const T* p, std::size_t n) {
   return largest_on_threads(threads_for(double(n) * multiply_adds_per_element),
                             [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
                               const std::size_t begin = n * me / team, end = n * (me + 1) / team;
-                              largest = scan(p + begin, end - begin);
+                              largest = for_isa<&max_abs_inline<T>, Isa::avx2>(p + begin, end - begin);
                             });
 }
 

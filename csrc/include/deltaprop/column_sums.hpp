@@ -6,7 +6,7 @@
 namespace deltaprop {
 
 // out[j] = Σ_r d[r·n + j], each column summed in row order, so every ISA gives the same bits.
-// Compiled for AVX-512, AVX2 and baseline x86-64, picked when the module loads (column_sums.cpp).
+// Compiled for AVX-512, AVX2 and baseline x86-64; runs the copy for the ISA in use (per_isa.hpp).
 void column_sums(const float* d, std::size_t rows, std::size_t n, float* out);
 void column_sums(const double* d, std::size_t rows, std::size_t n, double* out);
 
