@@ -190,7 +190,11 @@ void Network<T>::tiny_run_body(const T* x, const T* t, const std::int64_t* order
     // to be finite (x·0 is 0 for finite x, NaN otherwise): a step that overflows is undone.
     const std::int64_t step_before = step;
     const int kind_before = state_kind;
-    begin_step(opt);
+    // Once this optimizer's state is in place, plain SGD's begin_step only counts the step.
+    if (state_kind == static_cast<int>(opt.kind))
+      ++step;
+    else
+      begin_step(opt);
     V probe{};
     auto update = [&](std::size_t at, V x_factor, V y_factor, T decay) {
       const V old = vector_at(at), next = tiny_sgd(old, x_factor, y_factor, lr, decay);
@@ -205,9 +209,10 @@ void Network<T>::tiny_run_body(const T* x, const T* t, const std::int64_t* order
         update(at + (n_in + j) * lanes, act[l - 1], delta[l][j] + V{}, wd);
       if (bias_) update(at + (n_in + n_out) * lanes, delta[l], T(1) + V{}, T(0));
     }
-    bool finite = true;
-    for (std::size_t k = 0; k < lanes; ++k) finite &= probe[k] == T(0);
-    if (!finite) {
+    // One compare of the whole vector (NaN lanes compare unequal too), not a test per lane.
+    typedef std::int64_t Words __attribute__((vector_size(32)));
+    const Words nonzero = (Words)(probe != T(0));
+    if (nonzero[0] | nonzero[1] | nonzero[2] | nonzero[3]) {
       std::copy(saved, saved + tiny_.size(), tiny_.data());
       step = step_before;
       state_kind = kind_before;
