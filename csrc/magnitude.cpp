@@ -19,7 +19,8 @@ double split_scan(const T* p, std::size_t n) {
   return largest_on_threads(threads_for(double(n) * multiply_adds_per_element),
                             [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
                               const std::size_t begin = n * me / team, end = n * (me + 1) / team;
-                              largest = for_isa<&max_abs_inline<T>, Isa::avx2>(p + begin, end - begin);
+                              largest =
+                                  for_isa<&max_abs_inline<T>, Isa::avx2>(p + begin, end - begin);
                             });
 }
 

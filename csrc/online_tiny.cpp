@@ -118,6 +118,7 @@ template <typename T>
 void Network<T>::tiny_run_body(const T* x, const T* t, const std::int64_t* order, std::size_t end,
                                double share, OptimizerStep<T> opt, EpochResult& result) {
   typedef T V __attribute__((vector_size(32)));
+  typedef std::int64_t Words __attribute__((vector_size(32)));  // V's bits, read as 4 words
   constexpr std::size_t lanes = tiny_lanes;
   const std::size_t L = n_layers(), n_inputs = sizes_[0], n = sizes_[L];
   auto vector_at = [&](std::size_t at) {
@@ -210,7 +211,6 @@ void Network<T>::tiny_run_body(const T* x, const T* t, const std::int64_t* order
       if (bias_) update(at + (n_in + n_out) * lanes, delta[l], T(1) + V{}, T(0));
     }
     // One compare of the whole vector (NaN lanes compare unequal too), not a test per lane.
-    typedef std::int64_t Words __attribute__((vector_size(32)));
     const Words nonzero = (Words)(probe != T(0));
     if (nonzero[0] | nonzero[1] | nonzero[2] | nonzero[3]) {
       std::copy(saved, saved + tiny_.size(), tiny_.data());
