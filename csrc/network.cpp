@@ -480,7 +480,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       if (me == 0) {
         while (result.samples < n) {
           const std::size_t end = progress ? std::min(n, result.samples + clock_stride) : n;
-          tiny_run(x, t, shuffle ? order.data() : nullptr, end, batch_share, opt, result);
+          tiny_run(x, t, n, shuffle ? order.data() : nullptr, end, batch_share, opt, result);
           if (result.diverged || (progress && !keep_going())) break;
         }
       } else if (me == 1) {

@@ -169,22 +169,22 @@ class Network {
   // bias, each zero-padded to tiny_lanes, at tiny_at_[l]. Loaded from weights and biases before
   // the epoch, written back after it.
   static constexpr std::size_t tiny_lanes = 32 / sizeof(T), tiny_max_layers = 16;
-  Buffer<T> tiny_, tiny_saved_;
+  Buffer<T> tiny_;
   std::vector<std::size_t> tiny_at_;
   bool tiny_fits(std::size_t batch_size, const OptimizerStep<T>& opt) const;
   void tiny_load();
   void tiny_store();
-  // Online steps on tiny_ for the samples result.samples..end of an epoch (order: the epoch's
-  // order, or null for samples in place), each adding loss · share to result.loss_mean; stops
-  // at a step whose loss or update is not finite, with that step undone and result.diverged set.
-  // One copy per ISA.
-  void tiny_run(const T* x, const T* t, const std::int64_t* order, std::size_t end, double share,
-                const OptimizerStep<T>& opt, EpochResult& result);
+  // Online steps on tiny_ for the samples result.samples..end of an epoch of `rows` samples
+  // (order: the epoch's order, or null for samples in place), each adding loss · share to
+  // result.loss_mean; stops at a step whose loss or update is not finite, with that step undone
+  // and result.diverged set. One copy per ISA.
+  void tiny_run(const T* x, const T* t, std::size_t rows, const std::int64_t* order,
+                std::size_t end, double share, const OptimizerStep<T>& opt, EpochResult& result);
 
  public:
   // The body the per-ISA copies of tiny_run inline; not for other callers.
-  void tiny_run_body(const T* x, const T* t, const std::int64_t* order, std::size_t end,
-                     double share, OptimizerStep<T> opt, EpochResult& result);
+  void tiny_run_body(const T* x, const T* t, std::size_t rows, const std::int64_t* order,
+                     std::size_t end, double share, OptimizerStep<T> opt, EpochResult& result);
 
  private:
   // One row of gradients (a bias gradient, or a weight row in the online step), reused.
