@@ -165,9 +165,10 @@ class Network {
 
  private:
   // The online fast path of networks at most one 32-byte vector wide (online_tiny.cpp), used
-  // by fit_epoch for a whole epoch: per layer, W's rows, then Wᵀ's rows (W's columns), then the
-  // bias, each zero-padded to tiny_lanes, at tiny_at_[l]. Loaded from weights and biases before
-  // the epoch, written back after it.
+  // by fit_epoch for a whole epoch: per layer, W's rows, then Wᵀ's rows (W's columns, for the
+  // backward product: the first layer's stay zero), then the bias, each zero-padded to
+  // tiny_lanes, at tiny_at_[l]; twice, for a step reads one copy and writes the other. Loaded
+  // from weights and biases before the epoch, written back after it.
   static constexpr std::size_t tiny_lanes = 32 / sizeof(T), tiny_max_layers = 16;
   Buffer<T> tiny_;
   std::vector<std::size_t> tiny_at_;
