@@ -255,7 +255,8 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
     result.loss_mean += loss * share;
     ++result.samples;
   }
-  if (now != tiny_.data()) std::copy(now, now + tiny_at_.back(), tiny_.data());  // copy 0: the weights
+  // Between calls, and for tiny_store, the weights are the first copy.
+  if (now != tiny_.data()) std::copy(now, now + tiny_at_.back(), tiny_.data());
 }
 
 // The step works on 32-byte vectors, which AVX2 has whole: an AVX-512 CPU runs the AVX2 copy.
