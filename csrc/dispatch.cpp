@@ -39,13 +39,13 @@ Isa best_isa() {
   return Isa::generic;
 }
 
-std::atomic<int> current{static_cast<int>(best_isa())};
-
 }  // namespace
+
+std::atomic<int> detail::isa_in_use{static_cast<int>(best_isa())};
 
 template <>
 const KernelTable<float>& gemm_kernel<float>(std::ptrdiff_t columns) {
-  switch (static_cast<Isa>(current.load(std::memory_order_relaxed))) {
+  switch (current_isa()) {
 #if DELTAPROP_X86
     case Isa::avx512: return columns <= 16 ? f32_gemm_8x16_avx512 : f32_gemm_8x32_avx512;
     case Isa::avx2: return f32_gemm_6x16_avx2;
@@ -56,7 +56,7 @@ const KernelTable<float>& gemm_kernel<float>(std::ptrdiff_t columns) {
 
 template <>
 const KernelTable<double>& gemm_kernel<double>(std::ptrdiff_t columns) {
-  switch (static_cast<Isa>(current.load(std::memory_order_relaxed))) {
+  switch (current_isa()) {
 #if DELTAPROP_X86
     case Isa::avx512: return columns <= 8 ? f64_gemm_8x8_avx512 : f64_gemm_8x16_avx512;
     case Isa::avx2: return f64_gemm_6x8_avx2;
@@ -65,9 +65,7 @@ const KernelTable<double>& gemm_kernel<double>(std::ptrdiff_t columns) {
   }
 }
 
-Isa current_isa() { return static_cast<Isa>(current.load(std::memory_order_relaxed)); }
-
-std::string isa_in_use() { return isa_name(static_cast<Isa>(current.load())); }
+std::string isa_in_use() { return isa_name(current_isa()); }
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> names;
@@ -81,7 +79,7 @@ void select_isa(const std::string& name) {
     if (name != isa_name(isa)) continue;
     if (!cpu_supports(isa))
       throw std::invalid_argument("ISA '" + name + "' is not supported by this CPU");
-    current.store(static_cast<int>(isa));
+    detail::isa_in_use.store(static_cast<int>(isa));
     return;
   }
   throw std::invalid_argument("unknown ISA '" + name + "'; expected one of generic, avx2, avx512");

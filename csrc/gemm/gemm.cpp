@@ -30,60 +30,53 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
                           std::ptrdiff_t ldt, T* c, std::ptrdiff_t ldc) {
   // C is only addressed by the kinds that write it: the optimizer may run without one.
   auto c_row = [&](std::ptrdiff_t r) { return c + (i0 + r) * ldc + j0; };
-  auto at = [&](std::ptrdiff_t r) { return (i0 + r) * n + j0; };  // in m×n epilogue arrays
+  const std::ptrdiff_t at = i0 * n + j0;  // the block's first element in m×n epilogue arrays
   switch (ep.kind) {
     case EpilogueKind::store:
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         copy_row(tile + r * ldt, c_row(r), std::size_t(cols));
       return 0;
     case EpilogueKind::bias_activation: {
-      const T* bias = ep.bias ? ep.bias + j0 : nullptr;
       LargestMagnitude<T> products;
-      for (std::ptrdiff_t r = 0; r < rows; ++r) {
-        if (ep.measure_products) products.add(tile + r * ldt, std::size_t(cols));
-        activate_row(ep.activation, ep.alpha, tile + r * ldt, bias, c_row(r), std::size_t(cols));
-      }
+      if (ep.measure_products)
+        for (std::ptrdiff_t r = 0; r < rows; ++r) products.add(tile + r * ldt, std::size_t(cols));
+      activate_rows(ep.activation, ep.alpha, tile, ldt, ep.bias ? ep.bias + j0 : nullptr, c_row(0),
+                    ldc, rows, std::size_t(cols));
       return ep.measure_products ? products.value() : 0;
     }
     case EpilogueKind::derivative:
-      for (std::ptrdiff_t r = 0; r < rows; ++r)
-        multiply_derivative_row(ep.activation, ep.alpha, tile + r * ldt, ep.out + at(r), c_row(r),
-                                std::size_t(cols));
+      multiply_derivative_rows(ep.activation, ep.alpha, tile, ldt, ep.out + at, n, c_row(0), ldc,
+                               rows, std::size_t(cols));
       return 0;
     case EpilogueKind::optimizer:
-      for (std::ptrdiff_t r = 0; r < rows; ++r) {
-        const T* t = tile + r * ldt;
-        if (ep.keep_gradient) copy_row(t, c_row(r), std::size_t(cols));
-        apply_update(ep.step, ep.param + at(r), t, ep.m ? ep.m + at(r) : nullptr,
-                     ep.v ? ep.v + at(r) : nullptr, std::size_t(cols), true);
-      }
+      if (ep.keep_gradient)
+        for (std::ptrdiff_t r = 0; r < rows; ++r)
+          copy_row(tile + r * ldt, c_row(r), std::size_t(cols));
+      apply_update_rows(ep.step, ep.param + at, n, tile, ldt, ep.m ? ep.m + at : nullptr,
+                        ep.v ? ep.v + at : nullptr, rows, std::size_t(cols), true);
       return 0;
   }
   return 0;
 }
 
 // A tile is as wide as the microkernel's NR except at C's edge. With that width known at compile
-// time (`fixed_widths`), each row's epilogue is a few whole vectors with no loop control or
-// remainder code: a digits-shaped fit trained 4–7% faster on AVX-512. The AVX2 and baseline
-// copies keep loops over a runtime width: there, GCC unrolled the fixed-width rows before
-// vectorising them and left parts scalar (the optimizer update, whose parameters might alias the
-// tile as far as it knows, and the forward pass's bias + ReLU), and the same fit trained 7–10%
-// slower than with the loops (22% slower before multiply_derivative_row's reads were made
-// unconditional).
-template <typename T, bool fixed_widths>
+// time, each row's epilogue is a few whole vectors with no loop control or remainder code; the
+// optimizer's kind and the activation are tested once per tile, not per row. The element loops
+// are written in explicit vectors (elementwise.hpp), as GCC's vectoriser unrolled fixed-width
+// rows and left parts scalar. A digits-shaped fit's epilogues took 16.7M instructions of 76.0M
+// (AVX2: a loop per row and tests before each); they take 7.0M now, the same arithmetic.
+template <typename T>
 double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
                    std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
                    T* c, std::ptrdiff_t ldc) {
   using Width32 = std::integral_constant<std::ptrdiff_t, 32>;
   using Width16 = std::integral_constant<std::ptrdiff_t, 16>;
   using Width8 = std::integral_constant<std::ptrdiff_t, 8>;
-  if constexpr (fixed_widths) {
-    switch (cols) {
-      case 32: return finish_rows(ep, n, i0, j0, rows, Width32{}, tile, ldt, c, ldc);
-      case 16: return finish_rows(ep, n, i0, j0, rows, Width16{}, tile, ldt, c, ldc);
-      case 8: return finish_rows(ep, n, i0, j0, rows, Width8{}, tile, ldt, c, ldc);
-      default: break;
-    }
+  switch (cols) {
+    case 32: return finish_rows(ep, n, i0, j0, rows, Width32{}, tile, ldt, c, ldc);
+    case 16: return finish_rows(ep, n, i0, j0, rows, Width16{}, tile, ldt, c, ldc);
+    case 8: return finish_rows(ep, n, i0, j0, rows, Width8{}, tile, ldt, c, ldc);
+    default: break;
   }
   return finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
 }
@@ -217,13 +210,13 @@ struct ElementLoops {
                  int, T*);
 };
 
-#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, block_transposes, fixed_widths)          \
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, block_transposes)                        \
   template <typename T>                                                                          \
   attributes double finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n,              \
                                          std::ptrdiff_t i0, std::ptrdiff_t j0, std::ptrdiff_t rows, \
                                          std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt, \
                                          T* c, std::ptrdiff_t ldc) {                             \
-    return finish_tile<T, fixed_widths>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);           \
+    return finish_tile(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);                            \
   }                                                                                              \
   template <typename T>                                                                          \
   attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
@@ -241,11 +234,11 @@ struct ElementLoops {
     pack_b<T, block_transposes>(b, p0, j0, kc, cols, nr, dst);                                   \
   }
 
-DELTAPROP_ELEMENT_LOOPS(generic, , false, false)
+DELTAPROP_ELEMENT_LOOPS(generic, __attribute__((flatten)), false)
 #if DELTAPROP_X86
-DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), true, false)
+DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), true)
 DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)),
-                        true, true)
+                        true)
 #endif
 #undef DELTAPROP_ELEMENT_LOOPS
 
@@ -465,8 +458,8 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
   if (m <= 0 || n <= 0) return 0;
   if (k <= 0) {  // an empty sum: the epilogue still runs on zeros
     Buffer<T> zeros(static_cast<std::size_t>(n), T(0));
-    for (std::ptrdiff_t i = 0; i < m; ++i)
-      finish_tile<T, false>(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc);
+    const ElementLoops<T> loops = element_loops<T>();
+    for (std::ptrdiff_t i = 0; i < m; ++i) loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc);
     return 0;
   }
   // Packing pays from ~16 multiply-adds per output element on: 32×64·64×10 runs 3.6× faster

@@ -1,6 +1,6 @@
 // Activations g and their derivatives g' written in terms of the layer's OUTPUT a = g(z), so the
-// backward pass never needs Z (DESIGN §1). Each function runs one row segment with the
-// activation switch hoisted out of the loop.
+// backward pass never needs Z (DESIGN §1). Each function runs a block of rows with the
+// activation switch hoisted out of its loops.
 #pragma once
 
 #include <cmath>
@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "deltaprop/dispatch.hpp"
+#include "deltaprop/elementwise.hpp"
 #include "deltaprop/exp.hpp"
 
 namespace deltaprop {
@@ -26,38 +26,16 @@ inline Activation activation_from_name(const std::string& name) {
                               "'; expected one of identity, sigmoid, tanh, relu, leaky_relu, softmax");
 }
 
-// y[j] = f(x[j] + bias[j]) with f taking a scalar or a GCC vector of T: whole vectors of `bytes`,
-// then the remaining elements one by one.
-template <std::size_t bytes, typename T, typename F>
-inline void map_vectors(const T* x, const T* bias, T* y, std::size_t n, const F& f) {
-  typedef T V __attribute__((vector_size(bytes)));
-  constexpr std::size_t lanes = bytes / sizeof(T);
-  std::size_t j = 0;
-  for (; j + lanes <= n; j += lanes) {
-    V v;
-    __builtin_memcpy(&v, x + j, sizeof v);
-    if (bias) {  // not + 0 where there is none: -0 + 0 is +0, and tanh(-0) is -0
-      V b;
-      __builtin_memcpy(&b, bias + j, sizeof b);
-      v += b;
-    }
-    v = f(v);
-    __builtin_memcpy(y + j, &v, sizeof v);
-  }
-  for (; j < n; ++j) y[j] = f(bias ? x[j] + bias[j] : x[j]);
-}
-
-// map_vectors in the ISA's register width. exp's selects are what GCC's vectoriser if-converts
-// only where AVX-512 gives it masks: as scalar loops, sigmoid and tanh stayed scalar on AVX2 and
-// baseline x86-64, and in double everywhere (AVX2, 256×1024 floats: sigmoid 1290 -> 115 µs).
-// Vectors wider than the registers are no remedy: GCC split their compares and selects into
-// lanes.
+// y[j] = f(x[j] + bias[j]) (bias may be null) with f taking a T or a GCC vector of T.
+// exp's selects are what GCC's vectoriser if-converts only where AVX-512 gives it masks: as
+// scalar loops, sigmoid and tanh stayed scalar on AVX2 and baseline x86-64, and in double
+// everywhere (AVX2, 256×1024 floats: sigmoid 1290 -> 115 µs).
 template <typename T, typename F>
 inline void map_row(const T* x, const T* bias, T* y, std::size_t n, const F& f) {
-  if (current_isa() == Isa::avx512)
-    map_vectors<64>(x, bias, y, n, f);
+  if (bias)  // not + 0 where there is none: -0 + 0 is +0, and tanh(-0) is -0
+    zip_row(x, bias, y, n, [&](auto z, auto b) { return f(z + b); });
   else
-    map_vectors<32>(x, bias, y, n, f);
+    zip_row(x, x, y, n, [&](auto z, auto) { return f(z); });
 }
 
 // y = x for distinct rows, in moves of a size known at compile time: 32 bytes, the last one
@@ -82,73 +60,81 @@ inline void copy_row(const T* __restrict x, T* __restrict y, std::size_t n) {
     }
 }
 
-// y[j] = g(x[j] + bias[j]) for an elementwise g (bias may be null). Softmax is row-wise and
-// handled by softmax_row.
+// y[j] = g(x[j] + bias[j]) for an elementwise g (bias may be null) over rows×n elements: row r
+// of x at r·ldx, of y at r·ldy (x may be y). Softmax is row-wise and handled by softmax_row.
+// The switch runs once for the block: the GEMM epilogue activates tiles of up to 16-wide rows,
+// and a switch per row cost it nearly as much as the arithmetic.
 template <typename T>
-inline void activate_row(Activation act, T alpha, const T* x, const T* bias, T* y, std::size_t n) {
-  auto biased = [&](std::size_t j) { return bias ? x[j] + bias[j] : x[j]; };
+inline void activate_rows(Activation act, T alpha, const T* x, std::ptrdiff_t ldx, const T* bias,
+                          T* y, std::ptrdiff_t ldy, std::ptrdiff_t rows, std::size_t n) {
+  auto each_row_maps = [&](auto f) {
+    for (std::ptrdiff_t r = 0; r < rows; ++r) map_row(x + r * ldx, bias, y + r * ldy, n, f);
+  };
   switch (act) {
     case Activation::identity:
     case Activation::softmax:  // pre-activation; the caller applies softmax_row
       if (!bias) {
-        if (x != y) copy_row(x, y, n);
+        if (x != y)
+          for (std::ptrdiff_t r = 0; r < rows; ++r) copy_row(x + r * ldx, y + r * ldy, n);
         return;
       }
-      for (std::size_t j = 0; j < n; ++j) y[j] = biased(j);
+      each_row_maps([](auto z) { return z; });
       return;
     case Activation::sigmoid:
-      map_row(x, bias, y, n, [](auto z) { return fast_sigmoid(z); });
+      each_row_maps([](auto z) { return fast_sigmoid(z); });
       return;
     case Activation::tanh:
-      map_row(x, bias, y, n, [](auto z) { return fast_tanh(z); });
+      each_row_maps([](auto z) { return fast_tanh(z); });
       return;
     case Activation::relu:
-      for (std::size_t j = 0; j < n; ++j) {
-        const T z = biased(j);
-        y[j] = z > T(0) ? z : T(0);
-      }
+      each_row_maps([](auto z) { return where_positive(z, z, decltype(z){}); });
       return;
     case Activation::leaky_relu:
-      for (std::size_t j = 0; j < n; ++j) {
-        const T z = biased(j);
-        y[j] = z > T(0) ? z : alpha * z;
-      }
+      each_row_maps([alpha](auto z) { return where_positive(z, z, alpha * z); });
       return;
   }
 }
 
-// y[j] = x[j] · g'(a[j]), g' from the output a. Every x[j] is read whatever a[j] is: a read
-// under a condition is no select, and without masked loads (AVX2, the baseline) GCC compiled a
-// fully unrolled row of ReLU deltas to a compare and branch per element.
 template <typename T>
-inline void multiply_derivative_row(Activation act, T alpha, const T* x, const T* a, T* y,
-                                    std::size_t n) {
+inline void activate_row(Activation act, T alpha, const T* x, const T* bias, T* y, std::size_t n) {
+  activate_rows(act, alpha, x, 0, bias, y, 0, 1, n);
+}
+
+// y[j] = x[j] · g'(a[j]), g' from the output a, over rows×n elements: row r of x, a and y at
+// r·ldx, r·lda and r·ldy (x may be y).
+template <typename T>
+inline void multiply_derivative_rows(Activation act, T alpha, const T* x, std::ptrdiff_t ldx,
+                                     const T* a, std::ptrdiff_t lda, T* y, std::ptrdiff_t ldy,
+                                     std::ptrdiff_t rows, std::size_t n) {
+  auto each_row_zips = [&](auto f) {
+    for (std::ptrdiff_t r = 0; r < rows; ++r) zip_row(x + r * ldx, a + r * lda, y + r * ldy, n, f);
+  };
   switch (act) {
     case Activation::identity:
-      for (std::size_t j = 0; j < n; ++j) y[j] = x[j];
+      each_row_zips([](auto xj, auto) { return xj; });
       return;
     case Activation::sigmoid:
-      for (std::size_t j = 0; j < n; ++j) y[j] = x[j] * (a[j] * (T(1) - a[j]));
+      each_row_zips([](auto xj, auto aj) { return xj * (aj * (T(1) - aj)); });
       return;
     case Activation::tanh:
-      for (std::size_t j = 0; j < n; ++j) y[j] = x[j] * (T(1) - a[j] * a[j]);
+      each_row_zips([](auto xj, auto aj) { return xj * (T(1) - aj * aj); });
       return;
     case Activation::relu:
-      for (std::size_t j = 0; j < n; ++j) {
-        const T xj = x[j];
-        y[j] = a[j] > T(0) ? xj : T(0);
-      }
+      each_row_zips([](auto xj, auto aj) { return where_positive(aj, xj, decltype(xj){}); });
       return;
     case Activation::leaky_relu:
-      for (std::size_t j = 0; j < n; ++j) {
-        const T xj = x[j];
-        y[j] = a[j] > T(0) ? xj : alpha * xj;
-      }
+      each_row_zips([alpha](auto xj, auto aj) { return where_positive(aj, xj, alpha * xj); });
       return;
     case Activation::softmax:
       throw std::invalid_argument("softmax has no elementwise derivative; use it as the output "
                                   "of a cross_entropy network");
   }
+}
+
+template <typename T>
+inline void multiply_derivative_row(Activation act, T alpha, const T* x, const T* a, T* y,
+                                    std::size_t n) {
+  multiply_derivative_rows(act, alpha, x, 0, a, 0, y, 0, 1, n);
 }
 
 // Numerically stable softmax of one row, in place: exp of (z - max) never overflows.

@@ -1,6 +1,7 @@
 // Runtime ISA dispatch: CPU features -> one kernel table per type, chosen once at import.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -20,9 +21,15 @@ const KernelTable<T>& gemm_kernel(std::ptrdiff_t columns = PTRDIFF_MAX);
 // them. DELTAPROP_ISA picks one at import (like BLIS_ARCH_TYPE); tests call select_isa to
 // cross-check every path the machine has. Not meant to be called while kernels run.
 std::string isa_in_use();
-// The ISA in use as a number, cheap enough to ask on every step.
+// The ISA in use as a number: an inline load, cheap enough to ask for every row of a tile
+// (as an out-of-line call it also cost every vector register the caller held).
 enum class Isa : int { generic, avx2, avx512 };
-Isa current_isa();
+namespace detail {
+extern std::atomic<int> isa_in_use;
+}
+inline Isa current_isa() {
+  return static_cast<Isa>(detail::isa_in_use.load(std::memory_order_relaxed));
+}
 std::vector<std::string> supported_isas();
 void select_isa(const std::string& name);
 void select_isa_from_environment();
