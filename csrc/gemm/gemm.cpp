@@ -381,7 +381,9 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             // the epilogue reads them.
             T* c_tile = c + i0 * ldc + j0;
             const bool whole = rows == mr && cols == nr;
-            {  // the next tile: below this one, or atop the next column panel
+            // The next tile, below this one or atop the next column panel, where it has
+            // partial sums or parameters to ask for.
+            if (!first || (last && prefetch_update)) {
               const bool column_done = ir + 1 == m_panels;
               const std::ptrdiff_t next_i = column_done ? ic : i0 + mr, next_j = column_done ? j0 + nr : j0;
               if (next_j < j_end) {

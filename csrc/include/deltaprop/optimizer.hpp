@@ -64,7 +64,9 @@ inline void apply_update_rows(const OptimizerStep<T>& s, T* p, std::ptrdiff_t ld
                               std::size_t n, bool decay) {
   const T wd = decay ? s.weight_decay : T(0), lr = s.lr;
   auto for_rows = [&](auto row) {
-    auto moment_row = [&](T* moment, std::ptrdiff_t r) { return moment ? moment + r * ld : moment; };
+    auto moment_row = [&](T* moment, std::ptrdiff_t r) -> T* {
+      return moment ? moment + r * ld : nullptr;
+    };
     for (std::ptrdiff_t r = 0; r < rows; ++r)
       row(p + r * ld, grad + r * ld_grad, moment_row(m, r), moment_row(v, r));
   };
