@@ -405,6 +405,31 @@ def test_update(isa: str, dtype: type, bias: bool, rows: int) -> None:
         assert_close(b_n, b_r, rel_tol(dtype), "b")
 
 
+# The packed GEMM's epilogue for every activation, at the tile widths it gets as compile-time
+# constants (8, 16 and 32 columns) and at edges beside them: the layers above are small enough
+# for the unpacked path. The forward pass's tiles are n_out wide, the delta's n_in, the update's
+# n_out.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [8, 10, 16, 32, 37])
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+def test_epilogue_of_packed_tiles(isa: str, dtype: type, width: int, activation: str) -> None:
+    rel = rel_tol(dtype)
+    A, W, b, _ = layer_arrays(dtype, rows=25, n_in=40, n_out=width)
+    for bias in (b, None):
+        assert_close(native.forward_layer(A, W, bias, activation, 0.1),
+                     reference.forward_layer(A, W, bias, activation, 0.1), rel, activation)
+    A, W, _, D = layer_arrays(dtype, rows=25, n_in=width, n_out=40)
+    A_prev = reference.forward_layer(A, np.eye(width, dtype=dtype), None, activation, 0.1)
+    assert_close(native.delta(D, W, A_prev, activation, 0.1),
+                 reference.delta(D, W, A_prev, activation, 0.1), rel, activation)
+    A, W, b, D = layer_arrays(dtype, rows=25, n_in=40, n_out=width)
+    W_n, W_r, b_n, b_r = W.copy(), W.copy(), b.copy(), b.copy()
+    native.update(W_n, b_n, A, D, 0.5)
+    reference.update(W_r, b_r, A, D, 0.5)
+    assert_close(W_n, W_r, rel, "W")
+    assert_close(b_n, b_r, rel, "b")
+
+
 # -- random shapes: edges of the microkernel tiles and of the kc blocking --------------------
 
 EDGE_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 127, 128, 129, 255,
