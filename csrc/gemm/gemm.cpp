@@ -22,9 +22,10 @@ namespace {
 
 constexpr int max_tile = 256;  // MR·NR of the largest microkernel (8×32)
 
-// Apply the epilogue to a finished rows×cols block of products at C(i0, j0); returns the
-// products' largest magnitude where the epilogue measures them, otherwise 0.
-template <typename T, typename Cols>
+// Apply the epilogue to a finished rows×cols block of products at C(i0, j0), in vectors of
+// `vector_bytes`; returns the products' largest magnitude where the epilogue measures them,
+// otherwise 0.
+template <std::size_t vector_bytes, typename T, typename Cols>
 inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0,
                           std::ptrdiff_t j0, std::ptrdiff_t rows, Cols cols, const T* tile,
                           std::ptrdiff_t ldt, T* c, std::ptrdiff_t ldc) {
@@ -40,19 +41,19 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
       LargestMagnitude<T> products;
       if (ep.measure_products)
         for (std::ptrdiff_t r = 0; r < rows; ++r) products.add(tile + r * ldt, std::size_t(cols));
-      activate_rows(ep.activation, ep.alpha, tile, ldt, ep.bias ? ep.bias + j0 : nullptr, c_row(0),
+      activate_rows<vector_bytes>(ep.activation, ep.alpha, tile, ldt, ep.bias ? ep.bias + j0 : nullptr, c_row(0),
                     ldc, rows, std::size_t(cols));
       return ep.measure_products ? products.value() : 0;
     }
     case EpilogueKind::derivative:
-      multiply_derivative_rows(ep.activation, ep.alpha, tile, ldt, ep.out + at, n, c_row(0), ldc,
+      multiply_derivative_rows<vector_bytes>(ep.activation, ep.alpha, tile, ldt, ep.out + at, n, c_row(0), ldc,
                                rows, std::size_t(cols));
       return 0;
     case EpilogueKind::optimizer:
       if (ep.keep_gradient)
         for (std::ptrdiff_t r = 0; r < rows; ++r)
           copy_row(tile + r * ldt, c_row(r), std::size_t(cols));
-      apply_update_rows(ep.step, ep.param + at, n, tile, ldt, ep.m ? ep.m + at : nullptr,
+      apply_update_rows<vector_bytes>(ep.step, ep.param + at, n, tile, ldt, ep.m ? ep.m + at : nullptr,
                         ep.v ? ep.v + at : nullptr, rows, std::size_t(cols), true);
       return 0;
   }
@@ -64,8 +65,10 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
 // optimizer's kind and the activation are tested once per tile, not per row. The element loops
 // are written in explicit vectors (elementwise.hpp), as GCC's vectoriser unrolled fixed-width
 // rows and left parts scalar. A digits-shaped fit's epilogues took 16.7M instructions of 76.0M
-// (AVX2: a loop per row and tests before each); they take 7.0M now, the same arithmetic.
-template <typename T>
+// (AVX2: a loop per row and tests before each); they take 6.1M now, the same arithmetic.
+// Only the widths of the copy's own microkernels are compiled as constants: 32-float tiles
+// exist on AVX-512 only.
+template <typename T, std::size_t vector_bytes>
 double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, std::ptrdiff_t j0,
                    std::ptrdiff_t rows, std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt,
                    T* c, std::ptrdiff_t ldc) {
@@ -73,12 +76,15 @@ double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, s
   using Width16 = std::integral_constant<std::ptrdiff_t, 16>;
   using Width8 = std::integral_constant<std::ptrdiff_t, 8>;
   switch (cols) {
-    case 32: return finish_rows(ep, n, i0, j0, rows, Width32{}, tile, ldt, c, ldc);
-    case 16: return finish_rows(ep, n, i0, j0, rows, Width16{}, tile, ldt, c, ldc);
-    case 8: return finish_rows(ep, n, i0, j0, rows, Width8{}, tile, ldt, c, ldc);
+    case 32:
+      if constexpr (vector_bytes == 64)
+        return finish_rows<vector_bytes>(ep, n, i0, j0, rows, Width32{}, tile, ldt, c, ldc);
+      break;
+    case 16: return finish_rows<vector_bytes>(ep, n, i0, j0, rows, Width16{}, tile, ldt, c, ldc);
+    case 8: return finish_rows<vector_bytes>(ep, n, i0, j0, rows, Width8{}, tile, ldt, c, ldc);
     default: break;
   }
-  return finish_rows(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
+  return finish_rows<vector_bytes>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
 }
 
 // Direct loops for products too small or thin to repay packing (batch 1, one output unit):
@@ -210,13 +216,13 @@ struct ElementLoops {
                  int, T*);
 };
 
-#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, block_transposes)                        \
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, vector_bytes, block_transposes)          \
   template <typename T>                                                                          \
   attributes double finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n,              \
                                          std::ptrdiff_t i0, std::ptrdiff_t j0, std::ptrdiff_t rows, \
                                          std::ptrdiff_t cols, const T* tile, std::ptrdiff_t ldt, \
                                          T* c, std::ptrdiff_t ldc) {                             \
-    return finish_tile(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);                            \
+    return finish_tile<T, vector_bytes>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);           \
   }                                                                                              \
   template <typename T>                                                                          \
   attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
@@ -234,11 +240,11 @@ struct ElementLoops {
     pack_b<T, block_transposes>(b, p0, j0, kc, cols, nr, dst);                                   \
   }
 
-DELTAPROP_ELEMENT_LOOPS(generic, __attribute__((flatten)), false)
+DELTAPROP_ELEMENT_LOOPS(generic, __attribute__((flatten)), 32, false)
 #if DELTAPROP_X86
-DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), true)
+DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), 32, true)
 DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)),
-                        true)
+                        64, true)
 #endif
 #undef DELTAPROP_ELEMENT_LOOPS
 

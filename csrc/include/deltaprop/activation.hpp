@@ -30,12 +30,12 @@ inline Activation activation_from_name(const std::string& name) {
 // exp's selects are what GCC's vectoriser if-converts only where AVX-512 gives it masks: as
 // scalar loops, sigmoid and tanh stayed scalar on AVX2 and baseline x86-64, and in double
 // everywhere (AVX2, 256×1024 floats: sigmoid 1290 -> 115 µs).
-template <typename T, typename F>
+template <std::size_t vector_bytes = 0, typename T, typename F>
 inline void map_row(const T* x, const T* bias, T* y, std::size_t n, const F& f) {
   if (bias)  // not + 0 where there is none: -0 + 0 is +0, and tanh(-0) is -0
-    zip_row(x, bias, y, n, [&](auto z, auto b) { return f(z + b); });
+    zip_row<vector_bytes>(x, bias, y, n, [&](auto z, auto b) { return f(z + b); });
   else
-    zip_row(x, x, y, n, [&](auto z, auto) { return f(z); });
+    zip_row<vector_bytes>(x, x, y, n, [&](auto z, auto) { return f(z); });
 }
 
 // y = x for distinct rows, in moves of a size known at compile time: 32 bytes, the last one
@@ -63,12 +63,13 @@ inline void copy_row(const T* __restrict x, T* __restrict y, std::size_t n) {
 // y[j] = g(x[j] + bias[j]) for an elementwise g (bias may be null) over rows×n elements: row r
 // of x at r·ldx, of y at r·ldy (x may be y). Softmax is row-wise and handled by softmax_row.
 // The switch runs once for the block: the GEMM epilogue activates tiles of up to 16-wide rows,
-// and a switch per row cost it nearly as much as the arithmetic.
-template <typename T>
+// and a switch per row cost it nearly as much as the arithmetic. `vector_bytes` as for zip_row.
+template <std::size_t vector_bytes = 0, typename T>
 inline void activate_rows(Activation act, T alpha, const T* x, std::ptrdiff_t ldx, const T* bias,
                           T* y, std::ptrdiff_t ldy, std::ptrdiff_t rows, std::size_t n) {
   auto each_row_maps = [&](auto f) {
-    for (std::ptrdiff_t r = 0; r < rows; ++r) map_row(x + r * ldx, bias, y + r * ldy, n, f);
+    for (std::ptrdiff_t r = 0; r < rows; ++r)
+      map_row<vector_bytes>(x + r * ldx, bias, y + r * ldy, n, f);
   };
   switch (act) {
     case Activation::identity:
@@ -101,13 +102,14 @@ inline void activate_row(Activation act, T alpha, const T* x, const T* bias, T* 
 }
 
 // y[j] = x[j] · g'(a[j]), g' from the output a, over rows×n elements: row r of x, a and y at
-// r·ldx, r·lda and r·ldy (x may be y).
-template <typename T>
+// r·ldx, r·lda and r·ldy (x may be y). `vector_bytes` as for zip_row.
+template <std::size_t vector_bytes = 0, typename T>
 inline void multiply_derivative_rows(Activation act, T alpha, const T* x, std::ptrdiff_t ldx,
                                      const T* a, std::ptrdiff_t lda, T* y, std::ptrdiff_t ldy,
                                      std::ptrdiff_t rows, std::size_t n) {
   auto each_row_zips = [&](auto f) {
-    for (std::ptrdiff_t r = 0; r < rows; ++r) zip_row(x + r * ldx, a + r * lda, y + r * ldy, n, f);
+    for (std::ptrdiff_t r = 0; r < rows; ++r)
+      zip_row<vector_bytes>(x + r * ldx, a + r * lda, y + r * ldy, n, f);
   };
   switch (act) {
     case Activation::identity:

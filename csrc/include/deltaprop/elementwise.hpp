@@ -36,11 +36,16 @@ inline void zip_vectors(const T* x, const T* w, T* y, std::size_t n, const F& f)
     for (std::size_t j = whole; j < n; ++j) y[j] = f(x[j], w[j]);
 }
 
-// zip_vectors in the ISA's register width. Vectors wider than the registers are no remedy for
-// the baseline ISA: GCC split their compares and selects into lanes.
-template <typename T, typename F>
+// zip_vectors in the ISA's register width: `vector_bytes` where the caller is compiled for one
+// ISA (the GEMM's epilogues; asking at run time, each of their copies compiled every width,
+// and the module took 3× as long to build), otherwise the width of the ISA in use. Vectors wider
+// than the registers are no remedy for the baseline ISA: GCC split their compares and selects
+// into lanes.
+template <std::size_t vector_bytes = 0, typename T, typename F>
 inline void zip_row(const T* x, const T* w, T* y, std::size_t n, const F& f) {
-  if (current_isa() == Isa::avx512)
+  if constexpr (vector_bytes != 0)
+    zip_vectors<vector_bytes>(x, w, y, n, f);
+  else if (current_isa() == Isa::avx512)
     zip_vectors<64>(x, w, y, n, f);
   else
     zip_vectors<32>(x, w, y, n, f);

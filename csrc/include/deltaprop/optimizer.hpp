@@ -58,7 +58,8 @@ inline T normal_or_zero(T x) {
 // parameters against the gradient for overlap, cost it as many instructions as the arithmetic.
 // Plain SGD's rows are explicit vectors (elementwise.hpp); Adam's and momentum's loops are
 // vectorised by GCC, told by `restrict` that parameters, moments and gradient never overlap.
-template <typename T>
+// `vector_bytes` as for zip_row.
+template <std::size_t vector_bytes = 0, typename T>
 inline void apply_update_rows(const OptimizerStep<T>& s, T* p, std::ptrdiff_t ld, const T* grad,
                               std::ptrdiff_t ld_grad, T* m, T* v, std::ptrdiff_t rows,
                               std::size_t n, bool decay) {
@@ -98,8 +99,8 @@ inline void apply_update_rows(const OptimizerStep<T>& s, T* p, std::ptrdiff_t ld
     });
   } else {
     for (std::ptrdiff_t r = 0; r < rows; ++r)
-      zip_row(p + r * ld, grad + r * ld_grad, p + r * ld, n,
-              [=](auto pj, auto gj) { return pj - lr * (gj + wd * pj); });
+      zip_row<vector_bytes>(p + r * ld, grad + r * ld_grad, p + r * ld, n,
+                            [=](auto pj, auto gj) { return pj - lr * (gj + wd * pj); });
   }
 }
 
