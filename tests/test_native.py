@@ -363,14 +363,35 @@ def layer_arrays(dtype: type, rows: int = 10, n_in: int = 13, n_out: int = 7, se
     return A, W, b, D
 
 
+# Native against reference for one layer's forward pass, delta (of a layer whose output is A
+# through `activation`) and update (lr 0.5; b may be None).
+def check_forward_layer(A: np.ndarray, W: np.ndarray, b, activation: str) -> None:
+    assert_close(native.forward_layer(A, W, b, activation, 0.1),
+                 reference.forward_layer(A, W, b, activation, 0.1), rel_tol(A.dtype), activation)
+
+
+def check_delta(A: np.ndarray, W: np.ndarray, D: np.ndarray, activation: str) -> None:
+    A_prev = reference.forward_layer(A, np.eye(A.shape[1], dtype=A.dtype), None, activation, 0.1)
+    assert_close(native.delta(D, W, A_prev, activation, 0.1),
+                 reference.delta(D, W, A_prev, activation, 0.1), rel_tol(A.dtype), activation)
+
+
+def check_update(A: np.ndarray, W: np.ndarray, b, D: np.ndarray) -> None:
+    W_n, W_r = W.copy(), W.copy()
+    b_n, b_r = (b.copy(), b.copy()) if b is not None else (None, None)
+    native.update(W_n, b_n, A, D, 0.5)
+    reference.update(W_r, b_r, A, D, 0.5)
+    assert_close(W_n, W_r, rel_tol(A.dtype), "W")
+    if b is not None:
+        assert_close(b_n, b_r, rel_tol(A.dtype), "b")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("activation", list(HIDDEN_ACTIVATIONS) + ["softmax"])
 def test_forward_layer(isa: str, dtype: type, bias: bool, activation: str) -> None:
     A, W, b, _ = layer_arrays(dtype)
-    bb = b if bias else None
-    assert_close(native.forward_layer(A, W, bb, activation, 0.1),
-                 reference.forward_layer(A, W, bb, activation, 0.1), rel_tol(dtype), activation)
+    check_forward_layer(A, W, b if bias else None, activation)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -386,9 +407,7 @@ def test_output_delta(isa: str, dtype: type, loss: str, activation: str) -> None
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
 def test_delta(isa: str, dtype: type, activation: str) -> None:
     A, W, b, D = layer_arrays(dtype)
-    A_prev = reference.forward_layer(A, np.eye(A.shape[1], dtype=dtype), None, activation, 0.1)
-    assert_close(native.delta(D, W, A_prev, activation, 0.1),
-                 reference.delta(D, W, A_prev, activation, 0.1), rel_tol(dtype), activation)
+    check_delta(A, W, D, activation)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -396,13 +415,7 @@ def test_delta(isa: str, dtype: type, activation: str) -> None:
 @pytest.mark.parametrize("rows", [1, 10, 300])  # 300 > kc: the split-k path of the update
 def test_update(isa: str, dtype: type, bias: bool, rows: int) -> None:
     A, W, b, D = layer_arrays(dtype, rows=rows)
-    W_n, W_r = W.copy(), W.copy()
-    b_n, b_r = (b.copy(), b.copy()) if bias else (None, None)
-    native.update(W_n, b_n, A, D, 0.5)
-    reference.update(W_r, b_r, A, D, 0.5)
-    assert_close(W_n, W_r, rel_tol(dtype), "W")
-    if bias:
-        assert_close(b_n, b_r, rel_tol(dtype), "b")
+    check_update(A, W, b if bias else None, D)
 
 
 # The packed GEMM's epilogue for every activation, at the tile widths it gets as compile-time
@@ -413,21 +426,12 @@ def test_update(isa: str, dtype: type, bias: bool, rows: int) -> None:
 @pytest.mark.parametrize("width", [8, 10, 16, 32, 37])
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
 def test_epilogue_of_packed_tiles(isa: str, dtype: type, width: int, activation: str) -> None:
-    rel = rel_tol(dtype)
-    A, W, b, _ = layer_arrays(dtype, rows=25, n_in=40, n_out=width)
-    for bias in (b, None):
-        assert_close(native.forward_layer(A, W, bias, activation, 0.1),
-                     reference.forward_layer(A, W, bias, activation, 0.1), rel, activation)
-    A, W, _, D = layer_arrays(dtype, rows=25, n_in=width, n_out=40)
-    A_prev = reference.forward_layer(A, np.eye(width, dtype=dtype), None, activation, 0.1)
-    assert_close(native.delta(D, W, A_prev, activation, 0.1),
-                 reference.delta(D, W, A_prev, activation, 0.1), rel, activation)
     A, W, b, D = layer_arrays(dtype, rows=25, n_in=40, n_out=width)
-    W_n, W_r, b_n, b_r = W.copy(), W.copy(), b.copy(), b.copy()
-    native.update(W_n, b_n, A, D, 0.5)
-    reference.update(W_r, b_r, A, D, 0.5)
-    assert_close(W_n, W_r, rel, "W")
-    assert_close(b_n, b_r, rel, "b")
+    for bias in (b, None):
+        check_forward_layer(A, W, bias, activation)
+    check_update(A, W, b, D)
+    A, W, _, D = layer_arrays(dtype, rows=25, n_in=width, n_out=40)
+    check_delta(A, W, D, activation)
 
 
 # -- random shapes: edges of the microkernel tiles and of the kc blocking --------------------

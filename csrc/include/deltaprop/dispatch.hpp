@@ -21,8 +21,9 @@ const KernelTable<T>& gemm_kernel(std::ptrdiff_t columns = PTRDIFF_MAX);
 // them. DELTAPROP_ISA picks one at import (like BLIS_ARCH_TYPE); tests call select_isa to
 // cross-check every path the machine has. Not meant to be called while kernels run.
 std::string isa_in_use();
-// The ISA in use as a number: an inline load, cheap enough to ask for every row of a tile
-// (as an out-of-line call it also cost every vector register the caller held).
+// The ISA in use as a number: an inline load, cheap enough to ask for every row an online step
+// activates or updates (as an out-of-line call it also cost every vector register the caller
+// held).
 enum class Isa : int { generic, avx2, avx512 };
 namespace detail {
 extern std::atomic<int> isa_in_use;

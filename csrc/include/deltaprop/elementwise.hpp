@@ -38,7 +38,7 @@ inline void zip_vectors(const T* x, const T* w, T* y, std::size_t n, const F& f)
 
 // zip_vectors in the ISA's register width: `vector_bytes` where the caller is compiled for one
 // ISA (the GEMM's epilogues; asking at run time, each of their copies compiled every width,
-// and the module took 3× as long to build), otherwise the width of the ISA in use. Vectors wider
+// and gemm.cpp took 3× as long to build), otherwise the width of the ISA in use. Vectors wider
 // than the registers are no remedy for the baseline ISA: GCC split their compares and selects
 // into lanes.
 template <std::size_t vector_bytes = 0, typename T, typename F>
