@@ -22,11 +22,11 @@ K_EDGES = [1, 2, 7, 127, 128, 129, 255, 256, 257, 300, 513]
 # Beyond those: every width of an edge panel and tile on the packed path (n = 2..40 over NR =
 # 8/16/32, rows copied in overlapping fixed-size moves); and from 512 columns per thread on, where
 # A is packed rather than read in place: n = 1030 (and k = 1030 for delta's output) takes that
-# path at 1 and 2 threads.
+# path at 1 and 2 threads; with m = 270, 2 threads split C by rows, each packing its half of A.
 SHAPES = sorted(set(itertools.product([1, 5, 6, 7, 13], EDGES, [1, 9])) |
                 set(itertools.product([2, 6, 25], [1, 8, 33], K_EDGES)) |
                 set(itertools.product([25], range(2, 41), [300])) |
-                set(itertools.product([7, 25], [1030], [1, 33, 300, 1030])))
+                set(itertools.product([7, 25], [1030], [1, 33, 300, 1030])) | {(270, 1030, 33)})
 
 
 @pytest.fixture(params=ISAS)
