@@ -192,15 +192,27 @@ class Bench:
         for kind, shape in shapes:
             row = {"kind": kind, "shape": list(shape)}
             pooled: dict[str, list[float]] = {"native": [], "numpy": []}
-            for _ in range(3):  # alternate, so drift affects both alike
+            ratios = []  # NumPy's median time over deltaprop's, round by round
+            # Alternate in short rounds, so drift affects both alike: the machine's rate swings
+            # over seconds, and rows of a few microseconds a call swung 0.6-1.3x between runs
+            # with three rounds of 0.2 s.
+            for _ in range(3 if self.quick else 7):
+                times = {}
                 for impl in pooled:
                     ans = self.ask(impl, op="gemm", shape=list(shape), threads=threads,
-                                                budget=0.05 if self.quick else 0.2)
-                    pooled[impl] += ans.get("times", [])
+                                   budget=0.05 if self.quick else 0.1)
+                    times[impl] = ans.get("times", [])
+                    pooled[impl] += times[impl]
+                if all(times.values()):
+                    ratios.append(statistics.median(times["numpy"]) /
+                                  statistics.median(times["native"]))
             flops = 2 * shape[0] * shape[1] * shape[2]
             for impl, times in pooled.items():
                 if times:
                     row[impl] = flops / statistics.median(times) / 1e9
+            if ratios:
+                row["ratio"] = statistics.median(ratios)
+                row["ratio_spread"] = [min(ratios), max(ratios)]
             rows.append(row)
             self.log(f"  gemm {shape}: " + ", ".join(f"{k} {row.get(k, 0):.1f}" for k in pooled))
         return rows
