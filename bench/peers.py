@@ -309,11 +309,11 @@ def products_times(workload: str, quick: bool, threads: int, budget: float) -> l
     A = [rng.random((B, s), dtype=np.float32) for s in sizes]
     D = [rng.random((B, s), dtype=np.float32) for s in sizes]
     layers = range(1, len(sizes))
-    products = ([(A[l - 1], W[l - 1], np.empty((B, sizes[l]), np.float32)) for l in layers]
-                + [(D[l], W[l - 1].T, np.empty((B, sizes[l - 1]), np.float32))
-                   for l in layers if l > 1]
-                + [(A[l - 1].T, D[l], np.empty((sizes[l - 1], sizes[l]), np.float32))
-                   for l in layers])
+    products = ([(A[j - 1], W[j - 1], np.empty((B, sizes[j]), np.float32)) for j in layers]
+                + [(D[j], W[j - 1].T, np.empty((B, sizes[j - 1]), np.float32))
+                   for j in layers if j > 1]
+                + [(A[j - 1].T, D[j], np.empty((sizes[j - 1], sizes[j]), np.float32))
+                   for j in layers])
 
     def step():
         for a, b, out in products:
