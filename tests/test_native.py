@@ -315,6 +315,25 @@ def test_tiny_online_epoch_stopped_by_progress_keeps_its_steps() -> None:
     assert all(np.array_equal(p, q) for p, q in zip(params(nat), params(twin)))
 
 
+# The general online step takes a layer's deltas eight rows of W at a time, with each row's
+# partial sums in a fixed pattern of eight (floats) and the rest one by one: 19 and 11 units
+# leave rows and columns over, 64 and 16 are whole groups.
+@pytest.mark.parametrize("sizes", [[5, 19, 11, 3], [8, 64, 16, 10]])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_online_steps_of_networks_wider_than_eight(isa: str, sizes: list[int], dtype: type,
+                                                   optimizer: str) -> None:
+    spec, W, b, X, T = make_problem(sizes, "tanh", ("mse", "sigmoid"), dtype, True, rows=7, seed=8)
+    nat, ref = both(spec, W, b)
+    opt = dp.SGD(lr=0.1, weight_decay=0.01, momentum=0.9 if optimizer == "momentum" else 0.0)
+    rel = rel_tol(dtype)
+    for i in range(len(X)):
+        loss_n = nat.train_step(X[i:i + 1], T[i:i + 1], opt)
+        loss_r = ref.train_step(X[i:i + 1], T[i:i + 1], opt)
+        assert loss_n == pytest.approx(loss_r, rel=10 * rel, abs=10 * rel), i
+        assert_same_state(nat, ref, 10 * rel, f"sample {i}")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_tiny_online_epochs_visit_each_epochs_own_order(threads: int,
                                                         restore_threads: None) -> None:
