@@ -126,15 +126,15 @@ bool reads_a_in_place(MatrixView<T> a, std::ptrdiff_t block_columns) {
   return (a.cs == 1 || a.rs == 1) && block_columns < pack_a_from_columns;
 }
 
-// Copy the rows×kc block A(i0.., p0..) into an MR-major panel, zero-padding rows up to MR. With A
-// read in place this runs only for the panel at A's edge (or a view with no unit stride). A whole
-// panel of a row-major A goes through square block transposes where `block_transposes`: element
-// by element, packing A took 5% of a 2048² product at 1 thread and more at 2, where each thread
-// packs all of A. Float panels of six rows (AVX2) take transposes of six rows and two of zeros.
+// Copy the rows×kc block A(i0.., p0..) into an MR-major panel; a panel of fewer than MR rows is
+// read by the kernel of its rows, so nothing past them is written. Runs only where A is not read
+// in place (wide blocks of C, or a view with no unit stride). A whole panel of a row-major A goes
+// through square block transposes where `block_transposes`: element by element, packing A took
+// 5% of a 2048² product at 1 thread and more at 2, where each thread packs all of A. Float
+// panels of six rows (AVX2) take transposes of six rows and two of zeros.
 template <typename T, bool block_transposes>
 void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
             std::ptrdiff_t kc, int mr, T* dst) {
-  if (rows < mr) std::fill(dst, dst + kc * mr, T(0));
   if (a.rs == 1) {  // Aᵀ of a row-major array: each column of the panel is contiguous
     for (std::ptrdiff_t p = 0; p < kc; ++p)
       for (std::ptrdiff_t i = 0; i < rows; ++i) dst[p * mr + i] = a(i0 + i, p0 + p);
@@ -351,7 +351,9 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   constexpr std::ptrdiff_t prefetch_update_from_bytes = 1 << 20;
   const bool prefetch_update = ep.kind == EpilogueKind::optimizer &&
                                m * n * std::ptrdiff_t(sizeof(T)) >= prefetch_update_from_bytes;
-  alignas(64) T tile[max_tile] = {};  // lanes past C's edge stay zero, never garbage
+  // Lanes past C's last column stay zero, never garbage (B's panels are zero-padded); rows past
+  // an edge tile's keep an earlier tile's sums, which nothing reads.
+  alignas(64) T tile[max_tile] = {};
   double largest = 0;
   for (std::ptrdiff_t jc = j_begin; jc < j_end; jc += nc_max) {
     const std::ptrdiff_t nc = std::min(nc_max, j_end - jc);
@@ -372,29 +374,29 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
         // shapes), and even the straight copy of Aᵀ's columns cost 7% of a digits-shaped step.
         // From there on packing pays: a wide-shaped fit (1024-2048-2048-10) trained 1.4× faster
         // at 1 thread and 1.1× at 2, MNIST-shaped ones alike (interleaved runs, Intel Xeon;
-        // 1.2× on its AVX2 path). A panel that overhangs A's last row is always packed,
-        // zero-padded, so nothing past A is read.
-        for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
-          if (!a_in_place || mc - ir * mr < mr)
-            loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
-                         packed_a + ir * mr * kc);
+        // 1.2× on its AVX2 path).
+        for (std::ptrdiff_t ir = 0; ir < m_panels && !a_in_place; ++ir)
+          loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
+                       packed_a + ir * mr * kc);
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
-            const bool read_in_place = a_in_place && mc - ir * mr >= mr;
-            const T* a_panel = read_in_place ? &a(ic + ir * mr, pc) : packed_a + ir * mr * kc;
-            const std::ptrdiff_t a_rs = read_in_place ? a.rs : 1, a_cs = read_in_place ? a.cs : mr;
+            const T* a_panel = a_in_place ? &a(ic + ir * mr, pc) : packed_a + ir * mr * kc;
+            const std::ptrdiff_t a_rs = a_in_place ? a.rs : 1, a_cs = a_in_place ? a.cs : mr;
             const bool b_read_in_place = panel_in_place(jr);
             const T* b_panel = b_read_in_place ? &b(pc, jc + jr * nr) : packed_b + jr * nr * kc;
             const std::ptrdiff_t b_rs = b_read_in_place ? b.rs : nr;
             const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
             const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, j_end - j0);
-            // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's edge is
-            // staged in `tile` instead, and the last block's sums always land in `tile`, where
-            // the epilogue reads them.
+            // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's last column
+            // is staged in `tile` instead, and the last block's sums always land in `tile`,
+            // where the epilogue reads them. A tile short of rows at C's last rows runs the
+            // kernel of its rows, which reads and writes no row past C's last (so an A read in
+            // place needs no zero-padded copy).
             T* c_tile = c + i0 * ldc + j0;
-            const bool whole = rows == mr && cols == nr;
+            const bool whole = cols == nr;
+            const auto kernel = rows == mr ? kt.gemm : kt.edge[rows];
             // The next tile, below this one or atop the next column panel, where it has
             // partial sums or parameters to ask for.
             if (!first || (last && prefetch_update)) {
@@ -413,12 +415,12 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             const T* partial = first ? nullptr : whole ? c_tile : tile;
             const std::ptrdiff_t ld_partial = whole ? ldc : nr;
             if (last) {
-              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ld_partial, tile, nr);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ld_partial, tile, nr);
               largest = larger_magnitude(largest, loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc));
             } else if (whole) {
-              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
             } else {
-              kt.gemm(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, nr, tile, nr);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, nr, tile, nr);
               copy_block(tile, nr, c_tile, ldc, rows, cols);
             }
           }

@@ -7,12 +7,7 @@
 
 namespace deltaprop {
 
-static void f32_gemm_4x8_generic_kernel(int kc, const float* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                                        const float* b, std::ptrdiff_t b_rs, const float* c_in, std::ptrdiff_t ldc_in,
-                                        float* c_out, std::ptrdiff_t ldc_out) {
-  gemm_microkernel<float, 4, 8, 16>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
-}
-
-extern const KernelTable<float> f32_gemm_4x8_generic = {f32_gemm_4x8_generic_kernel, 4, 8, 256, 192, 2048, "generic"};
+extern const KernelTable<float> f32_gemm_4x8_generic =
+    kernel_table<float, 4, 8, 16>(256, 192, 2048, "generic");
 
 }  // namespace deltaprop

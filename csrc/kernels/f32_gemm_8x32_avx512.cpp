@@ -12,12 +12,7 @@
 
 namespace deltaprop {
 
-static void f32_gemm_8x32_avx512_kernel(int kc, const float* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                                        const float* b, std::ptrdiff_t b_rs, const float* c_in, std::ptrdiff_t ldc_in,
-                                        float* c_out, std::ptrdiff_t ldc_out) {
-  gemm_microkernel<float, 8, 32, 64>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
-}
-
-extern const KernelTable<float> f32_gemm_8x32_avx512 = {f32_gemm_8x32_avx512_kernel, 8, 32, 256, 240, 3072, "avx512"};
+extern const KernelTable<float> f32_gemm_8x32_avx512 =
+    kernel_table<float, 8, 32, 64>(256, 240, 3072, "avx512");
 
 }  // namespace deltaprop

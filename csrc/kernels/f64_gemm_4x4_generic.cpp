@@ -7,12 +7,7 @@
 
 namespace deltaprop {
 
-static void f64_gemm_4x4_generic_kernel(int kc, const double* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                                        const double* b, std::ptrdiff_t b_rs, const double* c_in, std::ptrdiff_t ldc_in,
-                                        double* c_out, std::ptrdiff_t ldc_out) {
-  gemm_microkernel<double, 4, 4, 16>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
-}
-
-extern const KernelTable<double> f64_gemm_4x4_generic = {f64_gemm_4x4_generic_kernel, 4, 4, 256, 96, 1024, "generic"};
+extern const KernelTable<double> f64_gemm_4x4_generic =
+    kernel_table<double, 4, 4, 16>(256, 96, 1024, "generic");
 
 }  // namespace deltaprop

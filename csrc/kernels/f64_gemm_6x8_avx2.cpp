@@ -8,12 +8,7 @@
 
 namespace deltaprop {
 
-static void f64_gemm_6x8_avx2_kernel(int kc, const double* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                                     const double* b, std::ptrdiff_t b_rs, const double* c_in, std::ptrdiff_t ldc_in,
-                                     double* c_out, std::ptrdiff_t ldc_out) {
-  gemm_microkernel<double, 6, 8, 32>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
-}
-
-extern const KernelTable<double> f64_gemm_6x8_avx2 = {f64_gemm_6x8_avx2_kernel, 6, 8, 256, 240, 1536, "avx2"};
+extern const KernelTable<double> f64_gemm_6x8_avx2 =
+    kernel_table<double, 6, 8, 32>(256, 240, 1536, "avx2");
 
 }  // namespace deltaprop

@@ -9,12 +9,7 @@
 
 namespace deltaprop {
 
-static void f64_gemm_8x16_avx512_kernel(int kc, const double* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                                        const double* b, std::ptrdiff_t b_rs, const double* c_in, std::ptrdiff_t ldc_in,
-                                        double* c_out, std::ptrdiff_t ldc_out) {
-  gemm_microkernel<double, 8, 16, 64>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
-}
-
-extern const KernelTable<double> f64_gemm_8x16_avx512 = {f64_gemm_8x16_avx512_kernel, 8, 16, 256, 240, 1536, "avx512"};
+extern const KernelTable<double> f64_gemm_8x16_avx512 =
+    kernel_table<double, 8, 16, 64>(256, 240, 1536, "avx512");
 
 }  // namespace deltaprop

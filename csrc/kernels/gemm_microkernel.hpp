@@ -16,6 +16,12 @@
 namespace deltaprop {
 namespace {
 
+// A row count known at compile time (<type_traits> is not included here: see above).
+template <int r>
+struct Rows {
+  static constexpr int value = r;
+};
+
 // acc += a_column · b_row for one p: NV vector loads of the B row, MR broadcasts of A's column
 // (a_column[i * stride]), MR·NV fused multiply-adds. A packed B row is 64-byte aligned; one read
 // in place may have any alignment, and is loaded by memcpy (an alignment attribute on a
@@ -86,6 +92,28 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) *reinterpret_cast<U*>(c_out + i * ldc_out + v * W) = acc[i][v];
+}
+
+// The microkernel of a tile of R rows, as a kernel slot (kernels.hpp).
+template <typename T, int R, int NR, int VBYTES>
+void rows_kernel(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs, const T* b,
+                 std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
+                 std::ptrdiff_t ldc_out) {
+  gemm_microkernel<T, R, NR, VBYTES>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
+}
+
+// An MR×NR table: the full tile's kernel and one for each shorter tile at C's last rows.
+template <typename T, int MR, int NR, int VBYTES>
+constexpr KernelTable<T> kernel_table(int kc, int mc, int nc, const char* isa) {
+  static_assert(MR <= 8, "edge kernels are kept for tiles of up to eight rows");
+  constexpr auto edge = [](auto rows) -> typename KernelTable<T>::Kernel {
+    constexpr int r = decltype(rows)::value;
+    if constexpr (r < MR) return rows_kernel<T, r, NR, VBYTES>;
+    return nullptr;
+  };
+  return {rows_kernel<T, MR, NR, VBYTES>, MR, NR, kc, mc, nc, isa,
+          {nullptr, edge(Rows<1>{}), edge(Rows<2>{}), edge(Rows<3>{}), edge(Rows<4>{}),
+           edge(Rows<5>{}), edge(Rows<6>{}), edge(Rows<7>{})}};
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 // Contract of `gemm`: for i < MR, j < NR,
 //   c_out[i*ldc_out + j] = (c_in ? c_in[i*ldc_in + j] : 0) + Σ_{p<kc} A(i, p) · b[p*b_rs + j]
 //   where A(i, p) = a[i*a_rs + p*a_cs] and a_rs == 1 or a_cs == 1: a packed MR-major panel
-//   (a_rs = 1, a_cs = MR, zero-padded to MR rows), or MR whole rows of A read in place, from a
+//   (a_rs = 1, a_cs = MR), or MR whole rows of A read in place, from a
 //   row-major (a_cs = 1) or transposed (a_rs = 1) matrix. b is an NR-major packed panel
 //   (b_rs = NR), 64-byte aligned and zero-padded to NR, or NR whole columns of a row-major
 //   matrix read in place (b_rs its row length, never NR), any alignment; c_in (may be c_out) and c_out
@@ -22,12 +22,17 @@ namespace deltaprop {
 
 template <typename T>
 struct KernelTable {
-  void (*gemm)(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs, const T* b,
-               std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
-               std::ptrdiff_t ldc_out);
+  typedef void (*Kernel)(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
+                         const T* b, std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in,
+                         T* c_out, std::ptrdiff_t ldc_out);
+  Kernel gemm;
   int mr, nr;      // register tile
   int kc, mc, nc;  // blocking: a kc×nr panel of B in L1, mc×kc of A in L2, kc×nc of B in L3
   const char* isa;
+  // edge[r], r < MR: the same contract for the first r rows only (A's rows i < r are read, C's
+  // rows i < r written), for the tiles at C's last rows: a batch of 32 on six-row tiles ends in
+  // a tile of two, which MR rows of multiply-adds would triple. edge[0] is unused.
+  Kernel edge[8];
 };
 
 // Defined in csrc/kernels/, one per file.
