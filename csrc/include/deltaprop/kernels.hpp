@@ -5,8 +5,8 @@
 // Contract of `gemm`: for i < MR, j < NR,
 //   c_out[i*ldc_out + j] = (c_in ? c_in[i*ldc_in + j] : 0) + Σ_{p<kc} A(i, p) · b[p*b_rs + j]
 //   where A(i, p) = a[i*a_rs + p*a_cs] and a_rs == 1 or a_cs == 1: a packed MR-major panel
-//   (a_rs = 1, a_cs = MR), or MR whole rows of A read in place, from a
-//   row-major (a_cs = 1) or transposed (a_rs = 1) matrix. b is an NR-major packed panel
+//   (a_rs = 1, a_cs = MR), or MR whole rows of A read in place, from a row-major (a_cs = 1) or
+//   transposed (a_rs = 1) matrix. b is an NR-major packed panel
 //   (b_rs = NR), 64-byte aligned and zero-padded to NR, or NR whole columns of a row-major
 //   matrix read in place (b_rs its row length, never NR), any alignment; c_in (may be c_out) and c_out
 //   are full MR×NR tiles, any alignment. Kernels allocate nothing, start no threads and touch
