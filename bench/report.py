@@ -194,9 +194,9 @@ def targets(res: dict) -> list[tuple[str, float | None, float]]:
            ("seed 2-3-1 online: × PyTorch eager", ratio("seed-online", "native", "torch"), 1000),
            ("64-128-64-10 online: × FANN", ratio("online-64", "native", "fann"), 5.0)]
     if res.get("gemm"):
-        sq = [gemm_ratio(r) for r in res["gemm"]
-              if r["kind"] == "square" and r["shape"][0] >= 512 and gemm_ratio(r)]
-        tr = [gemm_ratio(r) for r in res["gemm"] if r["kind"] == "training" and gemm_ratio(r)]
+        rows = [(r, gemm_ratio(r)) for r in res["gemm"]]
+        sq = [q for r, q in rows if q and r["kind"] == "square" and r["shape"][0] >= 512]
+        tr = [q for r, q in rows if q and r["kind"] == "training"]
         out.append(("GEMM 512²–2048²: worst × NumPy", min(sq) if sq else None, 0.95))
         out.append(("GEMM training shapes: worst × NumPy", min(tr) if tr else None, 1.0))
     if len(res["threads"]) > 1:

@@ -135,10 +135,10 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
     const T* a_prev = l == 1 ? x : a_[l - 1].data();
     const T* d = d_[l].data();
     T* w = weights[l - 1].data();
-    T* row_gradient = reserve(row_gradient_, n_out);
     if (plain_sgd) {
       sgd_layer_update(w, a_prev, d, n_in, n_out, opt.lr, opt.weight_decay);
     } else {
+      T* row_gradient = reserve(row_gradient_, n_out);
       for (std::size_t i = 0; i < n_in; ++i) {
         const T ai = a_prev[i];
         for (std::size_t j = 0; j < n_out; ++j) row_gradient[j] = ai * d[j];

@@ -375,9 +375,10 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
         // From there on packing pays: a wide-shaped fit (1024-2048-2048-10) trained 1.4× faster
         // at 1 thread and 1.1× at 2, MNIST-shaped ones alike (interleaved runs, Intel Xeon;
         // 1.2× on its AVX2 path).
-        for (std::ptrdiff_t ir = 0; ir < m_panels && !a_in_place; ++ir)
-          loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
-                       packed_a + ir * mr * kc);
+        if (!a_in_place)
+          for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
+            loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
+                         packed_a + ir * mr * kc);
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {

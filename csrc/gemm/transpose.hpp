@@ -17,18 +17,18 @@ typedef float Row8 __attribute__((vector_size(32), aligned(4)));
 
 // out[q][r] = r_in[r][q] for r, q < 8, for vectors of eight lanes of any type (the online
 // step's deltas reduce eight rows' partial sums with it too).
-template <typename Row8>
-inline void transpose8x8(const Row8 (&r)[8], Row8 (&out)[8]) {
-  Row8 t[8];  // pairs of rows interleaved within each 128-bit lane (of floats)
+template <typename Row>
+inline void transpose8x8(const Row (&r)[8], Row (&out)[8]) {
+  Row t[8];  // pairs of rows interleaved within each 128-bit lane (of floats)
   for (int i = 0; i < 4; ++i) {
     t[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
     t[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
-  Row8 u[8];  // quarters of columns gathered within each lane
+  Row u[8];  // quarters of columns gathered within each lane
   for (int h = 0; h < 2; ++h)
     for (int i = 0; i < 2; ++i) {
-      const Row8& a = t[4 * h + i];
-      const Row8& b = t[4 * h + i + 2];
+      const Row& a = t[4 * h + i];
+      const Row& b = t[4 * h + i + 2];
       u[4 * h + 2 * i] = __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13);
       u[4 * h + 2 * i + 1] = __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15);
     }
