@@ -408,7 +408,7 @@ void bind_ops(py::module_& m) {
         // L1, and the inputs are scanned (for the error naming the row) only when one is not
         // finite. Scanning them first took more than half as long as the product itself (44 µs
         // against 72 for an A_prev of 256×2048 and a W of 10 columns).
-        ep.measure_products = true;
+        ep.measure = Measure::products;
         py::array_t<T> out({rows, n});
         T* o = out.mutable_data();
         double products;

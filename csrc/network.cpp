@@ -175,10 +175,12 @@ void Network<T>::forward_pass(const T* x, std::size_t rows) {
     ep.activation = l < n_layers() ? activations_[l - 1] : Activation::identity;
     ep.alpha = alpha_;
     ep.bias = bias_ ? biases[l - 1].data() : nullptr;
+    if (l < n_layers()) ep.measure = Measure::output;
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-    gemm<T>(rows, n_out, n_in, row_major(in, n_in), row_major(weights[l - 1].data(), n_out),
-            a_[l].data(), n_out, ep);
+    const double largest = gemm<T>(rows, n_out, n_in, row_major(in, n_in),
+                                   row_major(weights[l - 1].data(), n_out), a_[l].data(), n_out, ep);
+    if (l < n_layers()) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
     in = a_[l].data();
   }
 }
@@ -202,8 +204,10 @@ void Network<T>::delta_pass(std::size_t rows) {
     ep.activation = activations_[l - 2];
     ep.alpha = alpha_;
     ep.out = a_[l - 1].data();
-    gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out, row_major(d_[l].data(), n_out),
-            transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep);
+    ep.measure = Measure::output;
+    step_magnitudes_[2 * (l - 2) + 1] =  // max|D_{l-1}|, for the guard
+        gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out, row_major(d_[l].data(), n_out),
+                transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep);
   }
 }
 
@@ -320,12 +324,10 @@ bool Network<T>::state_is_finite() const {
 template <typename T>
 bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                                      double x_largest) {
+  // The hidden layers' activations and deltas were measured by their GEMMs' epilogues.
   double* largest = step_magnitudes_.data();
   largest[0] = x_largest >= 0 ? x_largest : max_abs(x, rows * sizes_[0]);
-  for (std::size_t l = 1; l <= n_layers(); ++l) {
-    if (l > 1) largest[2 * (l - 1)] = max_abs(a_[l - 1].data(), rows * sizes_[l - 1]);
-    largest[2 * (l - 1) + 1] = max_abs(d_[l].data(), rows * sizes_[l]);
-  }
+  largest[2 * n_layers() - 1] = max_abs(d_[n_layers()].data(), rows * sizes_.back());
   return guard_from_magnitudes(largest, rows, opt);
 }
 

@@ -64,6 +64,28 @@ def test_an_overflowing_gradient_under_a_finite_loss_is_undone(backend: str, row
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 4])
+@pytest.mark.parametrize("huge", ["activations", "deltas"])
+def test_an_update_that_only_a_hidden_layer_makes_overflow_is_undone(backend: str, rows: int,
+                                                                     huge: str) -> None:
+    # x, the output and its delta are moderate; only a hidden layer's activations (1e37) or
+    # deltas (~1e37) say the step is unsafe: its gradient, or lr times it, overflows float32.
+    # The native guard takes those magnitudes from the forward and delta GEMMs' epilogues.
+    spec = NetSpec.build([2, 3, 3, 1], activation="identity", loss="mse", dtype="float32")
+    big, small = (1e37, 1e-37) if huge == "activations" else (1e-37, 1e37)
+    W = [np.full((2, 3), big, np.float32), np.full((3, 3), small, np.float32),
+         np.full((3, 1), 100.0 if huge == "activations" else 0.1, np.float32)]
+    b = [np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(1, np.float32)]
+    net = BACKENDS[backend].Network(spec, W, b)
+    X, T = np.full((rows, 2), 0.5, np.float32), np.zeros((rows, 1), np.float32)
+    assert math.isfinite(net.loss(X, T))
+    before = state(net)
+    loss = net.train_step(X, T, dp.SGD(lr=1e3))
+    assert math.isnan(loss)  # the loss itself was finite: the step was undone
+    assert_same(before, state(net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("rows", [1, 5])
 def test_an_overflowing_learning_rate_under_a_finite_loss_is_undone(backend: str,
                                                                     rows: int) -> None:

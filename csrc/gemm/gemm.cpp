@@ -23,8 +23,7 @@ namespace {
 constexpr int max_tile = 256;  // MR·NR of the largest microkernel (8×32)
 
 // Apply the epilogue to a finished rows×cols block of products at C(i0, j0), in vectors of
-// `vector_bytes`; returns the products' largest magnitude where the epilogue measures them,
-// otherwise 0.
+// `vector_bytes`; returns what ep.measure asks for over the block (gemm.hpp), or 0.
 template <std::size_t vector_bytes, typename T, typename Cols>
 inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0,
                           std::ptrdiff_t j0, std::ptrdiff_t rows, Cols cols, const T* tile,
@@ -32,24 +31,27 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
   // C is only addressed by the kinds that write it: the optimizer may run without one.
   auto c_row = [&](std::ptrdiff_t r) { return c + (i0 + r) * ldc + j0; };
   const std::ptrdiff_t at = i0 * n + j0;  // the block's first element in m×n epilogue arrays
+  auto largest_of_rows = [&](const T* p, std::ptrdiff_t ld) {
+    LargestMagnitude<T> largest;
+    for (std::ptrdiff_t r = 0; r < rows; ++r) largest.add(p + r * ld, std::size_t(cols));
+    return largest.value();
+  };
   switch (ep.kind) {
     case EpilogueKind::store:
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         copy_row(tile + r * ldt, c_row(r), std::size_t(cols));
       return 0;
     case EpilogueKind::bias_activation: {
-      LargestMagnitude<T> products;
-      if (ep.measure_products)
-        for (std::ptrdiff_t r = 0; r < rows; ++r) products.add(tile + r * ldt, std::size_t(cols));
+      const double products = ep.measure == Measure::products ? largest_of_rows(tile, ldt) : 0;
       activate_rows<vector_bytes>(ep.activation, ep.alpha, tile, ldt,
                                   ep.bias ? ep.bias + j0 : nullptr, c_row(0), ldc, rows,
                                   std::size_t(cols));
-      return ep.measure_products ? products.value() : 0;
+      return ep.measure == Measure::output ? largest_of_rows(c_row(0), ldc) : products;
     }
     case EpilogueKind::derivative:
       multiply_derivative_rows<vector_bytes>(ep.activation, ep.alpha, tile, ldt, ep.out + at, n,
                                              c_row(0), ldc, rows, std::size_t(cols));
-      return 0;
+      return ep.measure == Measure::output ? largest_of_rows(c_row(0), ldc) : 0;
     case EpilogueKind::optimizer:
       if (ep.keep_gradient)
         for (std::ptrdiff_t r = 0; r < rows; ++r)
@@ -483,9 +485,10 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
   if (k <= 0) {  // an empty sum: the epilogue still runs on zeros
     Buffer<T> zeros(static_cast<std::size_t>(n), T(0));
     const ElementLoops<T> loops = element_loops<T>();
+    double largest = 0;
     for (std::ptrdiff_t i = 0; i < m; ++i)
-      loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc);
-    return 0;
+      largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc));
+    return largest;
   }
   // Packing pays from ~16 multiply-adds per output element on: 32×64·64×10 runs 3.6× faster
   // packed than as axpys over 10-wide rows.

@@ -32,6 +32,11 @@ enum class EpilogueKind : int {
   optimizer,        // param -= update(AB)         weight gradient fused with the optimizer
 };
 
+// What gemm measures while each finished tile is still in L1, and returns: max |A·B| over every
+// product before the epilogue, max |C| over every element the epilogue writes (bias_activation
+// and derivative only), or nothing (it returns 0).
+enum class Measure : int { nothing, products, output };
+
 template <typename T>
 struct Epilogue {
   EpilogueKind kind = EpilogueKind::store;
@@ -45,14 +50,13 @@ struct Epilogue {
   T* v = nullptr;
   OptimizerStep<T> step{};
   bool keep_gradient = false;
-  // bias_activation: gemm returns max |A·B| over every product, before bias and activation.
-  bool measure_products = false;
+  Measure measure = Measure::nothing;  // products: bias_activation only
 };
 
 // C (row-major, leading dimension ldc) receives the product. With the optimizer epilogue and
 // keep_gradient false, C is scratch for partial sums, needed only when k exceeds the kernel's
-// kc (gemm_kernel<T>().kc); it may be null otherwise. Returns max |A·B| (NaN or infinity when a
-// product is not finite) with epilogue.measure_products, otherwise 0.
+// kc (gemm_kernel<T>().kc); it may be null otherwise. Returns what epilogue.measure asks for: a
+// magnitude, NaN or infinity where an element measured is not finite; otherwise 0.
 template <typename T>
 double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
             MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue);

@@ -114,13 +114,16 @@ class Network {
   std::vector<Buffer<T>> a_, d_, grad_;
   void reserve_rows(std::size_t rows);
 
-  // Forward through every layer from x (rows of sizes[0]); leaves Z_L in a_[L].
+  // Forward through every layer from x (rows of sizes[0]); leaves Z_L in a_[L]. Each hidden
+  // layer's epilogue measures max|A_l| for the guard (step_magnitudes_), where the activations
+  // are still in L1: a pass of its own over them and the deltas took 2-3% of a step.
   void forward_pass(const T* x, std::size_t rows);
   // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
   double output_pass(const T* t, std::size_t rows, bool with_delta);
   // Backward from D_L: every delta D_{L-1}..D_1 with the old weights first, then each layer's
   // gradient GEMM, whose epilogue either stores the gradient (dw/db non-empty) or applies `opt`
-  // in place. All deltas exist before the first update, so the divergence guard can look at them.
+  // in place. All deltas exist before the first update, so the divergence guard can look at them;
+  // delta_pass's epilogues measure max|D_l| for it, as forward_pass's do max|A_l|.
   void delta_pass(std::size_t rows);
   void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt);
@@ -145,9 +148,10 @@ class Network {
   bool state_is_finite() const;
 
  public:
-  // Used by train_step and the online step around an update: the guard's two halves. The first
-  // scans x (unless x_largest >= 0 bounds it) and the network's activations and deltas for the
-  // magnitudes update_is_safe needs; guard_from_magnitudes takes them from a caller that has them.
+  // Used by train_step and the online step around an update: the guard's two halves. The first,
+  // after forward_pass and delta_pass, scans x (unless x_largest >= 0 bounds it) and D_L, and takes
+  // the hidden layers' magnitudes from those passes; guard_from_magnitudes takes them all from a
+  // caller that has them.
   bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                            double x_largest);
   bool guard_from_magnitudes(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
