@@ -61,14 +61,11 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
   constexpr int NV = NR / W;
   static_assert(NR % W == 0, "NR must be a whole number of vectors");
 
-  // The partial sums of earlier k-blocks start the accumulators, so they are read and written
-  // once per block by full-width vector loads and stores, not by a pass of their own.
   V acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v)
-      acc[i][v] = c_in ? V(*reinterpret_cast<const U*>(c_in + i * ldc_in + v * W)) : V{};
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
 
   // Four loops, so that each knows its strides: a packed panel's at compile time.
   if (b_rs == NR) {
@@ -88,6 +85,19 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
       rank1_update<T, V, MR, NV, W, false>(acc, b + p * b_rs, a + p, a_rs);
   }
 
+  // The partial sums of earlier k-blocks are added once the block's own sum is done, read and
+  // written by full-width vector loads and stores, not by a pass of their own. Loaded before the
+  // loop, as they once were, they waited on the previous tile's stores: C's rows lie a multiple
+  // of 4 KiB apart in a 1024- or 2048-wide C, so each load matched a pending store's address in
+  // the bits the core compares first and was held until that store was done. That cost 7% of the
+  // kernel's time over a 2048-wide C (a harness of 6×16 tiles at kc = 256); after the loop the
+  // stores are long done, and prefetched partial sums have arrived. (All loads come before the
+  // first store, for the same reason: a row's store would hold up the next row's load.)
+  if (c_in)
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] += V(*reinterpret_cast<const U*>(c_in + i * ldc_in + v * W));
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
