@@ -327,19 +327,22 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
   thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
   const std::ptrdiff_t kc_cap = std::min(k, kc_max);
-  // Row blocks of mc_max rows, except the last two, which share what is left in whole panels: 256
-  // rows were a block of 240 and one of 16, and a block that short brings each B panel from L3
-  // for three tiles (256×1024 · 1024×2048 at 2 threads: +12%, wide-shaped fits +4-9%). Blocks
-  // all of one height (~170 rows a thread for 1024²) were slower than 240s with a short last one.
   const std::ptrdiff_t block_rows = i_end - i_begin;
-  const std::ptrdiff_t last_two_from =
-      block_rows > mc_max ? (block_rows - mc_max - 1) / mc_max * mc_max : block_rows;
-  const std::ptrdiff_t last_two_mc = ((block_rows - last_two_from + 1) / 2 + mr - 1) / mr * mr;
   T* packed_a = reserve(packed_a_buffer, static_cast<std::size_t>(
                                              (std::min(block_rows, mc_max) + mr - 1) / mr * mr * kc_cap));
   T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(
                                              (std::min(j_end - j_begin, nc_max) + nr - 1) / nr * nr * kc_cap));
   const bool a_in_place = reads_a_in_place(a, j_end - j_begin);
+  // Row blocks of mc_max rows; where A is packed, the last two share what is left in whole
+  // panels: 256 rows were a block of 240 and one of 16, and a packed block that short brings
+  // each B panel from L3 for three tiles (256×1024 · 1024×2048 at 2 threads: +12%, wide-shaped
+  // fits +4-9%). Blocks all of one height (~170 rows a thread for 1024²) were slower than 240s
+  // with a short last one, and an A read in place has no block to fill: MNIST-shaped fits, whose
+  // As all are, were no faster for it (0.97, 3 of 10).
+  const std::ptrdiff_t last_two_from = a_in_place || block_rows <= mc_max
+                                           ? block_rows
+                                           : (block_rows - mc_max - 1) / mc_max * mc_max;
+  const std::ptrdiff_t last_two_mc = ((block_rows - last_two_from + 1) / 2 + mr - 1) / mr * mr;
   // Few rows of C use each B panel too few times to repay copying it, and a small row-major B
   // stays in L1/L2 where the microkernel reads it: its whole panels are then read in place
   // (edge panels are still packed, zero-padded). A large B read in place would miss the caches
