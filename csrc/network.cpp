@@ -169,18 +169,19 @@ template <typename T>
 void Network<T>::forward_pass(const T* x, std::size_t rows) {
   const T* in = x;
   for (std::size_t l = 1; l <= n_layers(); ++l) {
+    const bool hidden = l < n_layers();
     Epilogue<T> ep;
     ep.kind = EpilogueKind::bias_activation;
     // The output layer stops at Z_L: output_pass applies its activation together with the loss.
-    ep.activation = l < n_layers() ? activations_[l - 1] : Activation::identity;
+    ep.activation = hidden ? activations_[l - 1] : Activation::identity;
     ep.alpha = alpha_;
     ep.bias = bias_ ? biases[l - 1].data() : nullptr;
-    if (l < n_layers()) ep.measure = Measure::output;
+    ep.measure = hidden ? Measure::output : Measure::nothing;
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
     const double largest = gemm<T>(rows, n_out, n_in, row_major(in, n_in),
                                    row_major(weights[l - 1].data(), n_out), a_[l].data(), n_out, ep);
-    if (l < n_layers()) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
+    if (hidden) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
     in = a_[l].data();
   }
 }
