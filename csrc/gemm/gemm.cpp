@@ -483,11 +483,11 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
   // Under a column split a thread whose share is pack_a_from_columns wide packs all of A, not
   // nothing: 1024² at 2 threads, split by rows instead, ran 2-5% faster (29 of 36 rounds).
   const std::ptrdiff_t share_columns = (n_panels + threads - 1) / threads * kt.nr;
-  const double pack_cost_a =
-      reads_a_in_place(a, share_columns) ? 0.0 : (a.rs == 1 ? 1.0 : 4.0) * double(m) * k;
+  const bool share_reads_a_in_place = reads_a_in_place(a, share_columns);
+  const double pack_cost_a = share_reads_a_in_place ? 0.0 : (a.rs == 1 ? 1.0 : 4.0) * double(m) * k;
   const bool split_columns = prefer_column_split(m_panels, n_panels, threads, pack_cost_a,
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
-  if (split_columns && reads_a_in_place(a, share_columns)) {
+  if (split_columns && share_reads_a_in_place) {
     const std::ptrdiff_t chunks = std::min<std::ptrdiff_t>(n_panels, column_chunks_per_thread * threads);
     std::atomic<std::ptrdiff_t> next_chunk{0};
     return largest_on_threads(threads, [&](std::ptrdiff_t, std::ptrdiff_t, double& largest) {

@@ -16,12 +16,6 @@
 namespace deltaprop {
 namespace {
 
-// A row count known at compile time (<type_traits> is not included here: see above).
-template <int r>
-struct Rows {
-  static constexpr int value = r;
-};
-
 // acc += a_column · b_row for one p: NV vector loads of the B row, MR broadcasts of A's column
 // (a_column[i * stride]), MR·NV fused multiply-adds. A packed B row is 64-byte aligned; one read
 // in place may have any alignment, and is loaded by memcpy (an alignment attribute on a
@@ -112,18 +106,22 @@ void rows_kernel(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs, c
   gemm_microkernel<T, R, NR, VBYTES>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
 }
 
+// The kernel slot of a tile of R rows beside MR-row tiles: none from MR rows on.
+template <typename T, int R, int MR, int NR, int VBYTES>
+constexpr typename KernelTable<T>::Kernel edge_kernel() {
+  if constexpr (R < MR) return rows_kernel<T, R, NR, VBYTES>;
+  return nullptr;
+}
+
 // An MR×NR table: the full tile's kernel and one for each shorter tile at C's last rows.
 template <typename T, int MR, int NR, int VBYTES>
 constexpr KernelTable<T> kernel_table(int kc, int mc, int nc, const char* isa) {
   static_assert(MR <= 8, "edge kernels are kept for tiles of up to eight rows");
-  constexpr auto edge = [](auto rows) -> typename KernelTable<T>::Kernel {
-    constexpr int r = decltype(rows)::value;
-    if constexpr (r < MR) return rows_kernel<T, r, NR, VBYTES>;
-    return nullptr;
-  };
   return {rows_kernel<T, MR, NR, VBYTES>, MR, NR, kc, mc, nc, isa,
-          {nullptr, edge(Rows<1>{}), edge(Rows<2>{}), edge(Rows<3>{}), edge(Rows<4>{}),
-           edge(Rows<5>{}), edge(Rows<6>{}), edge(Rows<7>{})}};
+          {nullptr, edge_kernel<T, 1, MR, NR, VBYTES>(), edge_kernel<T, 2, MR, NR, VBYTES>(),
+           edge_kernel<T, 3, MR, NR, VBYTES>(), edge_kernel<T, 4, MR, NR, VBYTES>(),
+           edge_kernel<T, 5, MR, NR, VBYTES>(), edge_kernel<T, 6, MR, NR, VBYTES>(),
+           edge_kernel<T, 7, MR, NR, VBYTES>()}};
 }
 
 }  // namespace
