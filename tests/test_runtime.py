@@ -73,3 +73,22 @@ def test_unknown_deltaprop_isa_is_a_clear_import_error() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and "unknown ISA 'sse9'" in out.stderr
+
+
+def test_a_team_smaller_than_asked_for_still_computes_every_output() -> None:
+    # OMP_THREAD_LIMIT=1 gives each parallel region one thread, whatever deltaprop asks for: the
+    # column chunks owned by the missing threads must still be computed (by the one there is).
+    # 512 columns over 3 threads read A in place and split by columns, in chunks.
+    code = ("import numpy as np, deltaprop as dp\n"
+            "from deltaprop import _native\n"
+            "rng = np.random.default_rng(0)\n"
+            "A = rng.random((128, 784), dtype=np.float32)\n"
+            "W = rng.random((784, 512), dtype=np.float32)\n"
+            "dp.set_num_threads(3)\n"
+            "got = _native.forward_layer(A, W, None, 'identity', 0.0)\n"
+            "want = A.astype(np.float64) @ W.astype(np.float64)\n"
+            "print(float(np.abs(got - want).max() / np.abs(want).max()))")
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert float(out.stdout) < 1e-5

@@ -6,7 +6,6 @@
 // produced by exactly one tile whose k-sum runs in the same order whatever the thread count, so
 // results are bitwise identical for any number of threads.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -476,12 +475,14 @@ inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels
 // loaded machine each barrier can wait a scheduler slice.
 //
 // Where each thread's columns would read A in place (the training shapes), the column panels go
-// in chunks that threads claim as they finish, not in one equal share each: a chunk packs only
-// its own columns of B, and A is read once per column panel however they are grouped, so the
-// chunks cost nothing, while on a shared machine one core often runs slower than the other for
-// a while: an MNIST-shaped fit at 2 threads had the calling thread waiting at the joins 20% of
-// its time for the other thread's equal shares, 6% with chunks. A tile's sum is the same
-// whichever thread runs it.
+// in chunks: each thread takes its own range's chunks, then claims what is left of the other's
+// (ChunkClaims). A chunk packs only its own columns of B, and A is read once per column panel
+// however they are grouped, so the chunks cost nothing, while on a shared machine one core often
+// runs slower than the other for a while: an MNIST-shaped fit at 2 threads had the calling thread
+// waiting at the joins 20% of its time for the other thread's equal shares, 6% with chunks
+// (AMD EPYC). Claimed from one counter in any order, the chunks cost the same fit 10% on an
+// Intel Xeon: a thread then packed columns of W the other had just updated, from the other
+// core's cache. A tile's sum is the same whichever thread runs it.
 constexpr std::ptrdiff_t column_chunks_per_thread = 4;
 
 template <typename T>
@@ -500,9 +501,9 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
   if (split_columns && share_reads_a_in_place) {
     const std::ptrdiff_t chunks = std::min<std::ptrdiff_t>(n_panels, column_chunks_per_thread * threads);
-    std::atomic<std::ptrdiff_t> next_chunk{0};
-    return largest_on_threads(threads, [&](std::ptrdiff_t, std::ptrdiff_t, double& largest) {
-      for (std::ptrdiff_t chunk; (chunk = next_chunk.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+    ChunkClaims claims(chunks, threads);
+    return largest_on_threads(threads, [&](std::ptrdiff_t, std::ptrdiff_t me, double& largest) {
+      for (std::ptrdiff_t chunk; (chunk = claims.next(me)) >= 0;) {
         const std::ptrdiff_t begin = n_panels * chunk / chunks, end = n_panels * (chunk + 1) / chunks;
         largest = larger_magnitude(largest, gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr,
                                                        std::min(n, end * kt.nr), a, b, c, ldc, ep));

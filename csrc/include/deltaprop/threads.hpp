@@ -4,8 +4,10 @@
 // depend on the thread count: only speed does.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -34,6 +36,27 @@ class JoinWatch {
 
  private:
   std::int64_t start_, done_ = 0;
+};
+
+// Chunks of a loop in ranges that threads own: each thread takes its own range's chunks in
+// order, then claims what is left of the others'. Loops that split alike keep each thread on the
+// same data: a layer's forward, delta and gradient products all split W's columns, so a thread
+// finds the columns it updated last step, and the deltas it computed, in its own cache (an
+// MNIST-shaped fit at 2 threads, Intel Xeon: +10% against chunks claimed from one counter in
+// any order). And a thread slowed by another process is relieved by the other threads.
+class ChunkClaims {
+ public:
+  // `chunks` chunks in `owners` ranges of nearly equal length.
+  ChunkClaims(std::ptrdiff_t chunks, int owners);
+  // The next chunk for thread `me`, or -1 once every chunk is claimed.
+  std::ptrdiff_t next(std::ptrdiff_t me);
+
+ private:
+  struct alignas(64) Range {  // a cache line each: owners claim without sharing one
+    std::atomic<std::ptrdiff_t> next{0};
+    std::ptrdiff_t end = 0;
+  };
+  std::vector<Range> ranges_;
 };
 
 // body(team, me) for each thread me of a team: in a parallel region watched for stalls, or
