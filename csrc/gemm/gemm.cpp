@@ -367,7 +367,7 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
                                m * n * std::ptrdiff_t(sizeof(T)) >= prefetch_update_from_bytes;
   // Where the epilogue would only copy the products, a whole tile's final sums go straight into C
   // and the epilogue runs on them there (a measure, or nothing): the copy through `tile` took
-  // ~5% of 32×64 · 64×128 alone.
+  // ~4% of 32×64 · 64×128 alone.
   const bool products_are_output =
       ep.kind == EpilogueKind::store ||
       (ep.kind == EpilogueKind::bias_activation && !ep.bias &&
@@ -480,9 +480,8 @@ inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels
 // however they are grouped, so the chunks cost nothing, while on a shared machine one core often
 // runs slower than the other for a while: an MNIST-shaped fit at 2 threads had the calling thread
 // waiting at the joins 20% of its time for the other thread's equal shares, 6% with chunks
-// (AMD EPYC). Claimed from one counter in any order, the chunks cost the same fit 10% on an
-// Intel Xeon: a thread then packed columns of W the other had just updated, from the other
-// core's cache. A tile's sum is the same whichever thread runs it.
+// (AMD EPYC). Why each thread owns a range of them: ChunkClaims. A tile's sum is the same
+// whichever thread runs it.
 constexpr std::ptrdiff_t column_chunks_per_thread = 4;
 
 template <typename T>
