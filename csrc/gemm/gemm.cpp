@@ -481,7 +481,8 @@ inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels
 // runs slower than the other for a while: an MNIST-shaped fit at 2 threads had the calling thread
 // waiting at the joins 20% of its time for the other thread's equal shares, 6% with chunks
 // (AMD EPYC). Why each thread owns a range of them: ChunkClaims. A tile's sum is the same
-// whichever thread runs it.
+// whichever thread runs it. One thread runs all columns as one block: the claims, with their
+// allocation, cost a digits-shaped fit (whose GEMMs all run on one thread) 5%.
 constexpr std::ptrdiff_t column_chunks_per_thread = 4;
 
 template <typename T>
@@ -498,7 +499,7 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
   const double pack_cost_a = share_reads_a_in_place ? 0.0 : (a.rs == 1 ? 1.0 : 4.0) * double(m) * k;
   const bool split_columns = prefer_column_split(m_panels, n_panels, threads, pack_cost_a,
                                                  double(k) * n * (b.cs == 1 ? 1 : 4));
-  if (split_columns && share_reads_a_in_place) {
+  if (split_columns && share_reads_a_in_place && threads > 1) {
     const std::ptrdiff_t chunks = std::min<std::ptrdiff_t>(n_panels, column_chunks_per_thread * threads);
     ChunkClaims claims(chunks, threads);
     return largest_on_threads(threads, [&](std::ptrdiff_t, std::ptrdiff_t me, double& largest) {
