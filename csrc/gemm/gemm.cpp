@@ -480,9 +480,9 @@ inline bool prefer_column_split(std::ptrdiff_t m_panels, std::ptrdiff_t n_panels
 // however they are grouped, so the chunks cost nothing, while on a shared machine one core often
 // runs slower than the other for a while: an MNIST-shaped fit at 2 threads had the calling thread
 // waiting at the joins 20% of its time for the other thread's equal shares, 6% with chunks
-// (AMD EPYC). Why each thread owns a range of them: ChunkClaims. A tile's sum is the same
-// whichever thread runs it. One thread runs all columns as one block: the claims, with their
-// allocation, cost a digits-shaped fit (whose GEMMs all run on one thread) 5%.
+// (AMD EPYC). A tile's sum is the same whichever thread runs it. One thread runs all columns as
+// one block: the claims, with their allocation, cost a digits-shaped fit (whose GEMMs all run on
+// one thread) 5%.
 constexpr std::ptrdiff_t column_chunks_per_thread = 4;
 
 template <typename T>
