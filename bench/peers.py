@@ -237,6 +237,36 @@ def fann_binary() -> Path:
     return exe
 
 
+def core_to_core_binary() -> Path:
+    """Compile bench/core_to_core.c, once."""
+    exe = HERE / "build" / "core_to_core"
+    src = HERE / "core_to_core.c"
+    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
+        return exe
+    exe.parent.mkdir(exist_ok=True)
+    res = subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(src)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise Skip("core_to_core.c did not compile: " + res.stderr.strip()[-120:])
+    return exe
+
+
+class CoreToCore(Peer):
+    """A cache line passed between the first two CPUs (bench/core_to_core.c), timed as a peer:
+    run.py interleaves it with a workload's repeats, so the report shows how far apart the
+    cores were in the same minutes. A unit runs ``n · epochs`` round trips."""
+
+    def __init__(self, w, quick, threads):
+        if threads < 2 or len(os.sched_getaffinity(0)) < 2:
+            raise Skip("needs two CPUs")
+        self.exe = core_to_core_binary()
+
+    def unit(self, n, epochs):
+        out = subprocess.run([str(self.exe), str(n * epochs)], capture_output=True, text=True,
+                             check=True).stdout
+        return float(out.split()[1]) * n * epochs / 1e9
+
+
 class Fann(Peer):
     """FANN's incremental training in C; single-threaded (FANN has no threads)."""
 
@@ -257,7 +287,7 @@ class Fann(Peer):
 PEERS = {"native": Deltaprop, "native_epoch": DeltapropEpoch, "native_in_order": DeltapropInOrder,
          "native_avx2": DeltapropAvx2,
          "reference": Reference, "torch": Torch, "sklearn": Sklearn, "numpy": Numpy, "fann": Fann,
-         "sgemm": Sgemm}
+         "sgemm": Sgemm, "core_to_core": CoreToCore}
 
 
 def repeat_timed(call, budget: float) -> list:

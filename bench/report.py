@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -102,6 +103,12 @@ def workload_table(wl: dict, peak: float, threads: int) -> str:
                   f"{sgemm['gflops']:.3g} GFLOP/s (median; spread {_spread(sgemm)}). "
                   f"deltaprop native ran at {100 * fraction:.1f}% of the sgemm rate of the same "
                   "minutes; the column above divides by the best single call of the run."]
+    trip = round_trip(wl)
+    if trip:
+        lines += ["", "A cache line's round trip between the first two CPUs (bench/core_to_core.c), "
+                  f"timed in the same interleaved repeats: {trip}. A virtual machine's vCPUs "
+                  "move between the host's cores; the farther apart they are, the longer each "
+                  "thread waits for data the other wrote."]
     products = wl.get("products") or {}
     if "median" in products:
         lines += ["", "The step's GEMMs alone through NumPy/OpenBLAS (one batch's forward, "
@@ -119,6 +126,14 @@ def fraction_of_interleaved_sgemm(wl: dict, threads: int) -> float | None:
     return native["gflops"] / sgemm["gflops"] if native and "gflops" in sgemm else None
 
 
+def round_trip(wl: dict) -> str | None:
+    """The core-to-core probe's round trips of a workload's repeats: median (fastest–slowest)."""
+    ns = (wl.get("core_to_core") or {}).get("ns")
+    if not ns:
+        return None
+    return f"{statistics.median(ns):,.0f} ns ({ns[0]:,.0f}–{ns[-1]:,.0f})"
+
+
 def products_scaling(wl: dict, threads: list) -> float | None:
     """How the step's GEMMs alone through OpenBLAS scale from the fewest threads to the most:
     what the workload's shapes allow a trainer built on that BLAS."""
@@ -132,8 +147,9 @@ def scaling_table(res: dict) -> str:
     head = " | ".join(f"{t} thr samples/s" for t in threads)
     ratio_head = f"{threads[-1]} ÷ {threads[0]} threads"
     lines = ["| workload | " + head + f" | {ratio_head} | the step's GEMMs alone through "
-             f"OpenBLAS, {ratio_head} | weights bitwise equal across thread counts |",
-             "| --- |" + " ---: |" * (len(threads) + 2) + " --- |"]
+             f"OpenBLAS, {ratio_head} | weights bitwise equal across thread counts "
+             "| CPU-to-CPU round trip, median (range) |",
+             "| --- |" + " ---: |" * (len(threads) + 2) + " --- | ---: |"]
     for wl in res["workloads"]:
         rs = [_row(wl["rows"], "native", t) for t in threads]
         cells = [(_si(r["median"]) if r else "—") for r in rs]
@@ -142,7 +158,8 @@ def scaling_table(res: dict) -> str:
         blas = f"{products:.2f}×" if products else "—"
         digests = set(wl.get("digests", {}).values())
         same = "yes" if len(digests) == 1 and None not in digests else "**no**"
-        lines.append(f"| {wl['name']} | " + " | ".join(cells) + f" | {ratio} | {blas} | {same} |")
+        lines.append(f"| {wl['name']} | " + " | ".join(cells)
+                     + f" | {ratio} | {blas} | {same} | {round_trip(wl) or '—'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -228,12 +245,16 @@ def targets_table(res: dict) -> str:
         rb = _row(w["rows"], "fann", top) if w else None
         if ra and rb:
             in_order[f"{label}: × FANN"] = ra["median"] / rb["median"]
-    # The scaling targets beside how the same products alone scale through OpenBLAS.
+    # The scaling targets beside how the same products alone scale through OpenBLAS, and how
+    # far apart the cores were.
+    trips = {}
     if len(res["threads"]) > 1:
         for w in res["workloads"]:
+            what = f"scaling {w['name']}: {top} ÷ {res['threads'][0]} threads"
             scaling = products_scaling(w, res["threads"])
             if scaling:
-                ceilings[f"scaling {w['name']}: {top} ÷ {res['threads'][0]} threads"] = scaling
+                ceilings[what] = scaling
+            trips[what] = round_trip(w)
     lines = ["| target | goal | measured | status |", "| --- | ---: | ---: | --- |"]
     for what, value, goal in targets(res):
         pct = what.startswith(("MNIST-shaped: %", "wide: %"))
@@ -247,6 +268,8 @@ def targets_table(res: dict) -> str:
                        f"{fmt(interleaved[what])}")
         if what in ceilings:
             status += f"; the step's GEMMs alone through OpenBLAS: {fmt(ceilings[what])}"
+        if trips.get(what):
+            status += f"; a cache line's round trip between the CPUs meanwhile: {trips[what]}"
         if what in in_order:
             status += f"; with samples in order, as FANN takes them: {fmt(in_order[what])}"
         lines.append(f"| {what} | ≥ {fmt(goal)} | {fmt(value)} | {status} |")

@@ -120,6 +120,8 @@ class Bench:
     def calibrate(self, w, key: str, samples: int) -> tuple[int, int] | dict:
         """Samples and epochs of one unit lasting about ``target_s`` for this peer (for the
         sgemm peer: matmuls, and one epoch)."""
+        if key.startswith("core_to_core@"):  # round trips: 7.5 ms at 75 ns, 0.3 s at 3 µs
+            return 100_000, 1
         if key.startswith("sgemm@"):
             self.ask(key, op="unit", n=1, epochs=1)  # warm-up
             ans = self.ask(key, op="unit", n=1, epochs=1)
@@ -235,6 +237,9 @@ class Bench:
             entries += [("native", t) for t in threads[:-1]]  # for the scaling table
             # The sgemm rate of the same minutes, for % of peak beside the best single call's.
             entries.append(("sgemm", top))
+            # How far apart the cores were in the same minutes (bench/core_to_core.c).
+            if top > 1:
+                entries.append(("core_to_core", top))
             self.log(f"{w.label} ...")
             t0 = time.perf_counter()
             rows = self.measure(w, entries)
@@ -242,12 +247,18 @@ class Bench:
             rows.remove(sgemm)
             if "median" in sgemm:  # its "samples" are matmuls
                 sgemm["gflops"] = sgemm["median"] * 2 * SGEMM_SIZE**3 / 1e9
+            probe = next((r for r in rows if r["peer"] == "core_to_core"), {})
+            if probe:
+                rows.remove(probe)
+            if "rates" in probe:  # its "samples" are round trips
+                probe["ns"] = sorted(1e9 / r for r in probe["rates"])
             digests = {t: self.worker("native").ask(op="digest", workload=w.name,
                                                     quick=self.quick, threads=t).get("digest")
                        for t in threads}
             res["workloads"].append({"name": w.name, "label": w.label, "batch": w.batch,
                                      "flops_per_sample": w.flops_per_sample, "rows": rows,
-                                     "sgemm_interleaved": sgemm, "digests": digests})
+                                     "sgemm_interleaved": sgemm, "core_to_core": probe,
+                                     "digests": digests})
             if w.batch > 1 and "numpy" in wanted:
                 # At every thread count, so the scaling table shows what the shapes allow.
                 by_threads = {t: self.products(w, t) for t in threads}

@@ -1,9 +1,13 @@
-"""bench/report.py's GEMM-alone ratios: the median of alternating rounds where a run has them."""
+"""bench/report.py's GEMM-alone ratios (the median of alternating rounds where a run has them) and
+the core-to-core probe beside the scaling targets; bench/core_to_core.c itself."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import report  # noqa: E402
@@ -39,3 +43,29 @@ def test_results_without_rounds_fall_back_to_the_pooled_medians() -> None:
     assert got["GEMM 512²–2048²: worst × NumPy"] == 0.8
     assert got["GEMM training shapes: worst × NumPy"] == 1.5
     assert "| 0.80× | — |" in report.gemm_table(gemm_results(rows))
+
+
+def scaling_results(probe: dict) -> dict:
+    rows = [{"peer": "native", "threads": t, "median": rate, "gflops": 1.0}
+            for t, rate in ((1, 100.0), (2, 150.0))]
+    return {"threads": [1, 2], "peak": {1: 50.0, 2: 100.0},
+            "workloads": [{"name": "mnist", "rows": rows, "digests": {1: "a", 2: "a"},
+                           "core_to_core": probe}]}
+
+
+def test_the_scaling_rows_say_how_far_apart_the_cores_were() -> None:
+    res = scaling_results({"ns": [75.0, 76.0, 80.0, 450.0, 3100.0]})
+    assert "| mnist | 100 | 150 | 1.50× | — | yes | 80 ns (75–3,100) |" in report.scaling_table(res)
+    status = next(line for line in report.targets_table(res).splitlines() if "scaling mnist" in line)
+    assert "round trip between the CPUs meanwhile: 80 ns (75–3,100)" in status
+    # A run without the probe (one CPU, or results from before it) says nothing of it.
+    assert report.scaling_table(scaling_results({})).splitlines()[-1].endswith("| yes | — |")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the probe needs two CPUs")
+def test_the_core_to_core_probe_times_round_trips() -> None:
+    import peers
+
+    probe = peers.CoreToCore(None, True, 2)
+    seconds = probe.unit(2000, 1)
+    assert 2000 * 10e-9 < seconds < 2000 * 1e-3  # 10 ns to 1 ms a round trip
