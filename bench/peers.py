@@ -237,6 +237,11 @@ def fann_binary() -> Path:
     return exe
 
 
+def cpus_allowed() -> int:
+    """CPUs this process may run on (Linux), or 1 where the OS does not say."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
 def core_to_core_binary() -> Path:
     """Compile bench/core_to_core.c, once."""
     exe = HERE / "build" / "core_to_core"
@@ -257,7 +262,7 @@ class CoreToCore(Peer):
     cores were in the same minutes. A unit runs ``n · epochs`` round trips."""
 
     def __init__(self, w, quick, threads):
-        if threads < 2 or len(os.sched_getaffinity(0)) < 2:
+        if threads < 2 or cpus_allowed() < 2:
             raise Skip("needs two CPUs")
         self.exe = core_to_core_binary()
 
