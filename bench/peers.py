@@ -256,20 +256,27 @@ def core_to_core_binary() -> Path:
     return exe
 
 
+def round_trip_ns(n: int) -> float:
+    """Nanoseconds a round trip of a cache line between the first two CPUs took, over ``n``."""
+    if cpus_allowed() < 2:
+        raise Skip("needs two CPUs")
+    out = subprocess.run([str(core_to_core_binary()), str(n)], capture_output=True, text=True,
+                         check=True).stdout
+    return float(out.split()[1])
+
+
 class CoreToCore(Peer):
     """A cache line passed between the first two CPUs (bench/core_to_core.c), timed as a peer:
     run.py interleaves it with a workload's repeats, so the report shows how far apart the
     cores were in the same minutes. A unit runs ``n · epochs`` round trips."""
 
     def __init__(self, w, quick, threads):
-        if threads < 2 or cpus_allowed() < 2:
-            raise Skip("needs two CPUs")
-        self.exe = core_to_core_binary()
+        if threads < 2:
+            raise Skip("needs two threads")
+        round_trip_ns(1000)  # compiles the probe, or skips
 
     def unit(self, n, epochs):
-        out = subprocess.run([str(self.exe), str(n * epochs)], capture_output=True, text=True,
-                             check=True).stdout
-        return float(out.split()[1]) * n * epochs / 1e9
+        return round_trip_ns(n * epochs) * n * epochs / 1e9
 
 
 class Fann(Peer):
@@ -400,6 +407,8 @@ def serve(name: str) -> None:
             elif op == "products":
                 ans = {"times": products_times(cmd["workload"], cmd["quick"], cmd["threads"],
                                                cmd["budget"])}
+            elif op == "round_trip":
+                ans = {"ns": round_trip_ns(cmd["n"])}
             elif op == "digest":
                 ans = {"digest": weights_digest(cmd["workload"], cmd["quick"], cmd["threads"])}
             elif op == "info":

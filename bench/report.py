@@ -173,15 +173,16 @@ def gemm_ratio(r: dict) -> float | None:
 
 def gemm_table(res: dict) -> str:
     lines = ["| kind | m×k · k×n | deltaprop GFLOP/s | NumPy GFLOP/s | deltaprop ÷ NumPy "
-             "| rounds' spread |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+             "| rounds' spread | CPU-to-CPU round trip after |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in res["gemm"]:
         m, k, n = r["shape"]
         ratio = gemm_ratio(r)
         spread = "–".join(f"{v:.2f}" for v in r["ratio_spread"]) if "ratio_spread" in r else "—"
+        trip = f"{r['round_trip_ns']:,.0f} ns" if "round_trip_ns" in r else "—"
         lines.append(f"| {r['kind']} | {m}×{k} · {k}×{n} | {r.get('native', 0):.1f} | "
                      f"{r.get('numpy', 0):.1f} | {f'{ratio:.2f}×' if ratio else '—'} "
-                     f"| {spread} |")
+                     f"| {spread} | {trip} |")
     return "\n".join(lines) + "\n"
 
 

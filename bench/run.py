@@ -96,7 +96,7 @@ class Bench:
         """``cmd`` to worker ``key``; a timed command (unit, gemm) waits for a quiet machine
         and is repeated (up to 3 tries) when another process disturbed it."""
         wk = self.worker(key)
-        if cmd.get("op") not in ("unit", "gemm", "products"):
+        if cmd.get("op") not in ("unit", "gemm", "products", "round_trip"):
             return wk.ask(**cmd)
         for _ in range(3):
             # The pause also lets the previous peer's threads fall asleep: OpenBLAS's spin
@@ -215,6 +215,10 @@ class Bench:
             if ratios:
                 row["ratio"] = statistics.median(ratios)
                 row["ratio_spread"] = [min(ratios), max(ratios)]
+            if threads > 1:  # how far apart the cores were for this row (bench/core_to_core.c)
+                trip = self.ask("numpy", op="round_trip", n=100_000)
+                if "ns" in trip:
+                    row["round_trip_ns"] = trip["ns"]
             rows.append(row)
             self.log(f"  gemm {shape}: " + ", ".join(f"{k} {row.get(k, 0):.1f}" for k in pooled))
         return rows

@@ -31,8 +31,9 @@ def test_gemm_targets_take_the_median_of_the_rounds_ratios() -> None:
     got = gemm_targets(rows)
     assert got["GEMM 512²–2048²: worst × NumPy"] == 1.02
     assert got["GEMM training shapes: worst × NumPy"] == 0.9
+    rows[0]["round_trip_ns"] = 412.4
     table = report.gemm_table(gemm_results(rows))
-    assert "| 1.02× | 0.97–1.10 |" in table and "| 0.90× | 0.80–1.00 |" in table
+    assert "| 1.02× | 0.97–1.10 | 412 ns |" in table and "| 0.90× | 0.80–1.00 | — |" in table
 
 
 def test_results_without_rounds_fall_back_to_the_pooled_medians() -> None:
@@ -42,7 +43,7 @@ def test_results_without_rounds_fall_back_to_the_pooled_medians() -> None:
     got = gemm_targets(rows)
     assert got["GEMM 512²–2048²: worst × NumPy"] == 0.8
     assert got["GEMM training shapes: worst × NumPy"] == 1.5
-    assert "| 0.80× | — |" in report.gemm_table(gemm_results(rows))
+    assert "| 0.80× | — | — |" in report.gemm_table(gemm_results(rows))
 
 
 def scaling_results(probe: dict) -> dict:
