@@ -31,6 +31,9 @@ import report  # noqa: E402
 from machine_load import LoadGuard  # noqa: E402
 from workloads import SGEMM_SIZE, SQUARES, WORKLOADS, sweep_workloads, training_shapes  # noqa: E402
 
+# Round trips a run of bench/core_to_core.c makes: 7.5 ms with the CPUs 75 ns apart, 0.3 s at 3 µs.
+PROBE_ROUND_TRIPS = 100_000
+
 ALL_PEERS = ("native", "native_epoch", "native_in_order", "native_avx2", "reference", "torch",
              "sklearn", "numpy", "fann")
 
@@ -120,8 +123,8 @@ class Bench:
     def calibrate(self, w, key: str, samples: int) -> tuple[int, int] | dict:
         """Samples and epochs of one unit lasting about ``target_s`` for this peer (for the
         sgemm peer: matmuls, and one epoch)."""
-        if key.startswith("core_to_core@"):  # round trips: 7.5 ms at 75 ns, 0.3 s at 3 µs
-            return 100_000, 1
+        if key.startswith("core_to_core@"):
+            return PROBE_ROUND_TRIPS, 1
         if key.startswith("sgemm@"):
             self.ask(key, op="unit", n=1, epochs=1)  # warm-up
             ans = self.ask(key, op="unit", n=1, epochs=1)
@@ -216,7 +219,7 @@ class Bench:
                 row["ratio"] = statistics.median(ratios)
                 row["ratio_spread"] = [min(ratios), max(ratios)]
             if threads > 1:  # how far apart the cores were for this row (bench/core_to_core.c)
-                trip = self.ask("numpy", op="round_trip", n=100_000)
+                trip = self.ask("numpy", op="round_trip", n=PROBE_ROUND_TRIPS)
                 if "ns" in trip:
                     row["round_trip_ns"] = trip["ns"]
             rows.append(row)
