@@ -222,19 +222,25 @@ class Sgemm(Peer):
         return time.perf_counter() - t0
 
 
-def fann_binary() -> Path:
-    """Compile bench/fann_bench.c against Debian's libfann-dev (float build), once."""
-    exe = HERE / "build" / "fann_bench"
-    src = HERE / "fann_bench.c"
+def compiled(name: str, flags: list[str], missing: str) -> Path:
+    """bench/NAME.c compiled with ``cc`` into bench/build/NAME, once (again when the source is
+    newer); Skip with ``missing`` and the compiler's last words where it does not compile."""
+    exe = HERE / "build" / name
+    src = HERE / f"{name}.c"
     if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
         return exe
     exe.parent.mkdir(exist_ok=True)
-    cmd = ["cc", "-O2", "-o", str(exe), str(src), "-lfloatfann", "-lm"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(["cc", "-O2", "-o", str(exe), str(src), *flags],
+                         capture_output=True, text=True)
     if res.returncode != 0:
-        raise Skip("FANN not installed (apt-get install libfann-dev): "
-                   + res.stderr.strip().splitlines()[-1][:120])
+        raise Skip(f"{missing}: " + (res.stderr.strip().splitlines() or [""])[-1][:120])
     return exe
+
+
+def fann_binary() -> Path:
+    """bench/fann_bench.c against Debian's libfann-dev (float build)."""
+    return compiled("fann_bench", ["-lfloatfann", "-lm"],
+                    "FANN not installed (apt-get install libfann-dev)")
 
 
 def cpus_allowed() -> int:
@@ -242,26 +248,12 @@ def cpus_allowed() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
-def core_to_core_binary() -> Path:
-    """Compile bench/core_to_core.c, once."""
-    exe = HERE / "build" / "core_to_core"
-    src = HERE / "core_to_core.c"
-    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
-        return exe
-    exe.parent.mkdir(exist_ok=True)
-    res = subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(src)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise Skip("core_to_core.c did not compile: " + res.stderr.strip()[-120:])
-    return exe
-
-
 def round_trip_ns(n: int) -> float:
     """Nanoseconds a round trip of a cache line between the first two CPUs took, over ``n``."""
     if cpus_allowed() < 2:
         raise Skip("needs two CPUs")
-    out = subprocess.run([str(core_to_core_binary()), str(n)], capture_output=True, text=True,
-                         check=True).stdout
+    exe = compiled("core_to_core", ["-pthread"], "core_to_core.c did not compile")
+    out = subprocess.run([str(exe), str(n)], capture_output=True, text=True, check=True).stdout
     return float(out.split()[1])
 
 
