@@ -188,7 +188,10 @@ class Network {
                 std::size_t end, double share, const OptimizerStep<T>& opt, EpochResult& result);
 
  public:
-  // The body the per-ISA copies of tiny_run inline; not for other callers.
+  // The body the per-ISA copies of tiny_run inline; not for other callers. `every`: the
+  // activation of every layer, known at compile time (sigmoid or tanh), or softmax, which no
+  // tiny network has, for each layer's own, read as the step runs.
+  template <Activation every>
   void tiny_run_body(const T* x, const T* t, std::size_t rows, const std::int64_t* order,
                      std::size_t end, double share, OptimizerStep<T> opt, EpochResult& result);
 
