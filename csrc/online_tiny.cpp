@@ -339,8 +339,8 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
 //
 // A network of sigmoids or of tanhs throughout takes a copy compiled for that activation: read
 // at run time, it was a switch in every layer, and within its branch exp's constants were built
-// again at each sample. 2-3-1 (sigmoids) on the Zen 2 EPYC, paired rounds: +5.8% shuffled (5 of
-// 6), +4.3% in order (5 of 6); with tanhs, 72 → 70 ns a sample in order. ReLU, leaky ReLU and
+// again at each sample. 2-3-1 (sigmoids) on the Zen 2 EPYC, paired rounds: +5.9% shuffled (6 of
+// 6), +4.8% in order (6 of 6); with tanhs, 72 → 70 ns a sample in order. ReLU, leaky ReLU and
 // identity are a select or nothing, with no constants to keep; mixed networks take the general
 // copy.
 template <typename T>
