@@ -224,7 +224,8 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
     }
     const T* ts = t + sample * n;
 
-    // The forward pass, the activations kept for the updates and each layer's carried in a.
+    // The forward pass: each layer's activations handed to the next in `a`, and kept in `act`
+    // for the updates.
     V act[tiny_max_layers + 1];
     V a = act[0] = row_vector(x, n_inputs, sample, width_lanes[0]);
     V z = first_z_known ? first_z : product(tiny_at_[0], n_inputs, sizes_[1], a);
