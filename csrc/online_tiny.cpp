@@ -204,10 +204,10 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
     }
     return z;
   };
-  // The first layer's Z of the sample at hand, where the step before computed it from the
-  // weights it wrote, while they were still in registers.
-  bool first_z_known = false;
-  V first_z{};
+  // The inputs and the first layer's Z of the sample at hand, where the step before read the
+  // one and computed the other from the weights it wrote, while they were still in registers.
+  bool carried = false;
+  V inputs{}, first_z{};
 
   for (std::size_t s = result.samples; s < end; ++s) {
     const std::size_t sample = order ? static_cast<std::size_t>(order[s]) : s;
@@ -227,8 +227,8 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
     // The forward pass: each layer's activations handed to the next in `a`, and kept in `act`
     // for the updates.
     V act[tiny_max_layers + 1];
-    V a = act[0] = row_vector(x, n_inputs, sample, width_lanes[0]);
-    V z = first_z_known ? first_z : product(tiny_at_[0], n_inputs, sizes_[1], a);
+    V a = act[0] = carried ? inputs : row_vector(x, n_inputs, sample, width_lanes[0]);
+    V z = carried ? first_z : product(tiny_at_[0], n_inputs, sizes_[1], a);
     for (std::size_t l = 1; l <= L; ++l) {
       if (l > 1) z = product(tiny_at_[l - 1], sizes_[l - 1], sizes_[l], a);
       if (l < L) act[l] = a = width_lanes[l] ? tiny_activate(activation(l), alpha_, z) : T(0);
@@ -280,6 +280,7 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
     // Layer l's update from its D (d), which the backward pass hands down in registers: the
     // bias (passed to `bias(b)`, zero for a network without), the rows (each passed to
     // `row(i, W[i, :])`) and, past the first layer, the columns.
+    auto ignore = [](auto&&...) {};  // for update_layer's bias or rows, where unused
     auto update_layer = [&](std::size_t l, V d, auto&& bias, auto&& row) {
       const std::size_t n_in = sizes_[l - 1], n_out = sizes_[l], at = tiny_at_[l - 1];
       // The first layer's columns would only serve a delta of the inputs: not kept.
@@ -303,19 +304,19 @@ void Network<T>::tiny_run_body(const T* x, const T* t, std::size_t rows, const s
         if (j == n_out) break;
         back += d[j] * vector_at(columns + j * lanes);
       }
-      update_layer(l, d, [](V) {}, [](std::size_t, V) {});
+      update_layer(l, d, ignore, ignore);
       d = tiny_derivative(activation(l - 1), alpha_, back, act[l - 1]);
     }
     // The first layer's update, and with its new weights the next sample's first product, in
     // the order `product` takes: its first layer then waits on no store and load of its weights.
-    first_z_known = s + 1 < end;
-    if (first_z_known) {
+    carried = s + 1 < end;
+    if (carried) {
       const std::size_t following = order ? static_cast<std::size_t>(order[s + 1]) : s + 1;
-      const V x_next = row_vector(x, n_inputs, following, width_lanes[0]);
+      inputs = row_vector(x, n_inputs, following, width_lanes[0]);
       update_layer(1, d, [&](V b) { first_z = b; },
-                   [&](std::size_t i, V w) { first_z += x_next[i] * w; });
+                   [&](std::size_t i, V w) { first_z += inputs[i] * w; });
     } else {
-      update_layer(1, d, [](V) {}, [](std::size_t, V) {});
+      update_layer(1, d, ignore, ignore);
     }
     // One compare of the whole vector (NaN lanes compare unequal too), not a test per lane.
     const Words nonzero = (Words)(probe != T(0));
