@@ -482,6 +482,37 @@ def test_epilogue_of_packed_tiles(isa: str, dtype: type, width: int, activation:
     check_delta(A, W, D, activation)
 
 
+# Products large enough for the loop nest's other paths: at 2 threads the forward products of
+# 200 rows split C by columns with A packed (each thread all of it), of 400 rows by rows (each
+# thread all of B); 1100 deep is
+# five kc blocks, and 3300 wide two nc blocks on one thread. (At 3 threads the 1100-wide
+# products read A in place, in column chunks.) The same bits on 1, 2 and 3 threads, and the
+# reference's values, on each ISA.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows, n_in, n_out", [(200, 1100, 1100), (400, 1100, 1100),
+                                               (100, 300, 3300)])
+def test_large_products_on_any_thread_count(isa: str, dtype: type, rows: int, n_in: int,
+                                            n_out: int, restore_threads: None) -> None:
+    A, W, b, D = layer_arrays(dtype, rows=rows, n_in=n_in, n_out=n_out)
+    A_prev = np.maximum(A, 0)
+
+    def products() -> list[np.ndarray]:
+        W_updated = W.copy()
+        native.update(W_updated, None, A, D, 0.5)
+        return [native.forward_layer(A, W, b, "relu", 0.0), native.delta(D, W, A_prev, "relu", 0.0),
+                W_updated]
+
+    _native.set_num_threads(1)
+    alone = products()
+    check_forward_layer(A, W, b, "relu")
+    check_delta(A, W, D, "relu")
+    check_update(A, W, None, D)
+    for threads in (2, 3):
+        _native.set_num_threads(threads)
+        for got, want in zip(products(), alone):
+            np.testing.assert_array_equal(got, want)
+
+
 # -- random shapes: edges of the microkernel tiles and of the kc blocking --------------------
 
 EDGE_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 127, 128, 129, 255,
