@@ -484,10 +484,9 @@ def test_epilogue_of_packed_tiles(isa: str, dtype: type, width: int, activation:
 
 # Products large enough for the loop nest's other paths: at 2 threads the forward products of
 # 200 rows split C by columns with A packed (each thread all of it), of 400 rows by rows (each
-# thread all of B); 1100 deep is
-# five kc blocks, and 3300 wide two nc blocks on one thread. (At 3 threads the 1100-wide
-# products read A in place, in column chunks.) The same bits on 1, 2 and 3 threads, and the
-# reference's values, on each ISA.
+# thread all of B); 1100 deep is five kc blocks, and 3300 wide two nc blocks on one thread. (At
+# 3 threads the 1100-wide products read A in place, in column chunks.) The same bits on 1, 2
+# and 3 threads, and the reference's values, on each ISA.
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows, n_in, n_out", [(200, 1100, 1100), (400, 1100, 1100),
                                                (100, 300, 3300)])
