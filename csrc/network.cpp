@@ -128,6 +128,7 @@ void Network<T>::reset_optimizer() {
   v_biases.clear();
   step = 0;
   state_kind = -1;
+  moments_unchecked = false;
 }
 
 template <typename T>
@@ -258,17 +259,39 @@ bool all_finite(const std::vector<Buffer<T>>& buffers) {
   return true;
 }
 
-// Whether a step with gradients at most `g` in magnitude keeps everything finite. The limit
-// sqrt(max)/16: g² and the second moment stay finite, and the largest step lr·g is far below
-// half an ulp of max(T), so adding it to a finite parameter cannot round to infinity.
+// The largest gradient (and learning rate) a step may meet unguarded: sqrt(max)/16.
+template <typename T>
+double guard_limit() {
+  return std::sqrt(double(std::numeric_limits<T>::max())) / 16;
+}
+
+// Whether a step with gradients at most `g` in magnitude keeps everything finite. At the limit,
+// g² and the second moment stay finite, and the largest step lr·g is far below half an ulp of
+// max(T), so adding it to a finite parameter cannot round to infinity. That holds for the
+// moments guarded steps make; moments set from outside are checked apart (check_moments).
 template <typename T>
 bool step_is_safe(const OptimizerStep<T>& opt, double g) {
-  const double limit = std::sqrt(double(std::numeric_limits<T>::max())) / 16;
+  const double limit = guard_limit<T>();
   const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
   return lr <= limit && decay <= 1 && g <= limit && lr * g <= limit;
 }
 
 }  // namespace
+
+template <typename T>
+void Network<T>::check_moments() {
+  // A first moment within the limit is as large as a gradient a guarded step may take; a second
+  // moment, as its square.
+  auto largest = [](const std::vector<Buffer<T>>& a, const std::vector<Buffer<T>>& b) {
+    double m = 0;
+    for (const auto* buffers : {&a, &b})
+      for (const auto& buffer : *buffers) m = std::max(m, max_abs(buffer.data(), buffer.size()));
+    return m;
+  };
+  const double limit = guard_limit<T>();
+  moments_unchecked = !(largest(m_weights, m_biases) <= limit &&
+                        largest(v_weights, v_biases) <= limit * limit);
+}
 
 template <typename T>
 bool Network<T>::update_is_safe(const double* largest, std::size_t rows,
@@ -335,14 +358,18 @@ bool Network<T>::guard_before_update(const T* x, std::size_t rows, const Optimiz
 template <typename T>
 bool Network<T>::guard_from_magnitudes(const double* largest, std::size_t rows,
                                        const OptimizerStep<T>& opt) {
-  const bool careful = !update_is_safe(largest, rows, opt);
+  const bool careful = moments_unchecked || !update_is_safe(largest, rows, opt);
   if (careful) save_snapshot();
   return careful;
 }
 
 template <typename T>
 bool Network<T>::guard_after_update(bool careful) {
-  if (!careful || state_is_finite()) return true;
+  if (!careful) return true;
+  if (state_is_finite()) {
+    if (moments_unchecked) check_moments();
+    return true;
+  }
   restore_snapshot();
   return false;
 }
@@ -385,7 +412,7 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
 template <typename T>
 bool Network<T>::apply_gradients(const std::vector<const T*>& dw, const std::vector<const T*>& db,
                                  OptimizerStep<T> opt) {
-  const bool careful = !gradients_are_safe(dw, db, opt);
+  const bool careful = moments_unchecked || !gradients_are_safe(dw, db, opt);
   if (careful) save_snapshot();
   begin_step(opt);
   for (std::size_t l = 0; l < n_layers(); ++l) {

@@ -264,3 +264,32 @@ def test_an_overflowing_apply_gradients_is_undone_and_reported(backend: str, mak
         opt.lr, flat[2] = 3e38, 100.0
     assert net.apply_gradients(flat, opt) is False
     assert_same(before, state(net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 4])  # the online path and the GEMM path
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("make_opt", [lambda: dp.SGD(lr=1.0, momentum=0.9, nesterov=True),
+                                      lambda: dp.Adam(lr=1.0, eps=1e-30)])
+def test_a_first_moment_set_near_the_largest_value_cannot_overflow_a_weight(
+        backend: str, rows: int, dtype: str, make_opt) -> None:
+    # Found by fuzzing: the native guard bounded a step by its gradient alone, which holds for
+    # moments that guarded steps made. A first moment given to set_optimizer_state near the
+    # largest finite value (finite, so accepted) took a weight past it two steps later, with
+    # nothing kept to undo the step. Zero inputs keep every product, and so the loss, finite,
+    # whatever the first layer's weights.
+    spec, W, b, _, _ = problem(dtype)
+    net = BACKENDS[backend].Network(spec, W, b)
+    X, T = np.zeros((rows, 2), dtype), np.ones((rows, 1), dtype)
+    opt = make_opt()
+    net.train_step(X, T, opt)
+    s = net.optimizer_state()
+    s["m_weights"][0] = np.full_like(s["m_weights"][0], np.finfo(dtype).max * 0.95)
+    net.set_optimizer_state(s)
+    for _ in range(4):
+        before = state(net)
+        loss = net.train_step(X, T, opt)
+        after = state(net)
+        assert all(np.isfinite(a).all() for a in after)
+        if not math.isfinite(loss):
+            assert_same(before, after)
