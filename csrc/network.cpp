@@ -285,7 +285,7 @@ void Network<T>::check_moments() {
   auto largest = [](const std::vector<Buffer<T>>& a, const std::vector<Buffer<T>>& b) {
     double m = 0;
     for (const auto* buffers : {&a, &b})
-      for (const auto& buffer : *buffers) m = std::max(m, max_abs(buffer.data(), buffer.size()));
+      for (const auto& buffer : *buffers) m = larger_magnitude(m, max_abs(buffer.data(), buffer.size()));
     return m;
   };
   const double limit = guard_limit<T>();
