@@ -582,11 +582,16 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "set_num_threads",
       [](int n) {
-        if (n < 1) throw py::value_error("number of threads must be >= 1; got " + std::to_string(n));
+        if (n < 1 || n > thread_cap())
+          throw py::value_error("number of threads must be >= 1 and <= " +
+                                std::to_string(thread_cap()) + " (" +
+                                std::to_string(threads_per_processor_cap) +
+                                " a processor); got " + std::to_string(n));
         set_max_threads(n);
       },
       py::arg("n"));
   m.def("get_num_threads", &max_threads);
+  m.def("thread_cap", &thread_cap);
   m.def("select_isa", &select_isa, py::arg("name"),
         "Switch the kernels to another ISA this CPU supports (for tests and benchmarks).");
   m.def("cpu_info", []() {

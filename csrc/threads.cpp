@@ -5,30 +5,47 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <thread>
 
 namespace deltaprop {
 
 namespace {
 // dp.set_num_threads applies to every Python thread, while OpenMP's own setting belongs to the
-// thread that made it. 0 means "not set": follow OpenMP in the calling thread, which is what
-// OMP_NUM_THREADS and threadpoolctl's limits change.
+// thread that made it. So a request is counted, and each thread, at its first call into the
+// kernels after one, makes it its own OpenMP setting; from then on it follows OpenMP's setting
+// in that thread, which is what threadpoolctl's limits change (as for PyTorch's
+// set_num_threads). The stored count once overrode OpenMP's setting for good, and a limit taken
+// afterwards was ignored: set_num_threads(2), then threadpool_limits(1) still ran two threads.
 std::atomic<int> requested_threads{0};
+std::atomic<unsigned> requests_made{0};
+thread_local unsigned requests_seen = 0;
 }  // namespace
+
+int thread_cap() {
+#ifdef _OPENMP
+  return threads_per_processor_cap * omp_get_num_procs();
+#else  // counts are accepted as they would be with OpenMP, and run on one thread
+  return threads_per_processor_cap * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#endif
+}
 
 int max_threads() {
 #ifdef _OPENMP
-  const int requested = requested_threads.load(std::memory_order_relaxed);
-  return requested > 0 ? requested : omp_get_max_threads();
+  const unsigned made = requests_made.load(std::memory_order_acquire);
+  if (requests_seen != made) {
+    requests_seen = made;
+    omp_set_num_threads(requested_threads.load(std::memory_order_relaxed));
+  }
+  return std::min(omp_get_max_threads(), thread_cap());
 #else
   return 1;
 #endif
 }
 
 void set_max_threads(int n) {
-  requested_threads.store(n);
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
+  requested_threads.store(n, std::memory_order_relaxed);
+  requests_made.fetch_add(1, std::memory_order_release);
+  max_threads();  // this thread's setting now, so that omp_get_max_threads agrees at once
 }
 
 namespace {

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 import deltaprop as dp
@@ -47,10 +48,56 @@ def test_threadpoolctl_limits_native_threads() -> None:
     assert threadpoolctl is not None and out.stdout.strip() == "1"
 
 
+def test_threadpoolctl_limits_native_threads_after_set_num_threads() -> None:
+    # set_num_threads once overrode OpenMP's setting for good, and with it threadpoolctl's limit.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    code = ("import deltaprop as dp, threadpoolctl\n"
+            "dp.set_num_threads(2)\n"
+            "with threadpoolctl.threadpool_limits(1, user_api='openmp'):\n"
+            "    print(dp.get_num_threads())\n"
+            "print(dp.get_num_threads())")
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert threadpoolctl is not None and out.stdout.split() == ["1", "2"]
+
+
+def test_numpy_integers_set_the_thread_count(restore_threads) -> None:
+    dp.set_num_threads(np.int64(1))
+    assert dp.get_num_threads() == 1
+
+
 @pytest.mark.parametrize("bad", [0, -1])
 def test_bad_thread_counts_are_refused(bad: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
         dp.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("per_processor", [17, 10**6, 2**40])
+def test_thread_counts_beyond_sixteen_a_processor_are_refused(per_processor: int,
+                                                              restore_threads) -> None:
+    # Once accepted: libgomp then asked for thousands of threads, and exits where it cannot
+    # make them.
+    with pytest.raises(ValueError, match="16 a processor"):
+        dp.set_num_threads(per_processor * (os.cpu_count() or 1))
+
+
+@pytest.mark.parametrize("bad", [1.0, "2", True, np.bool_(True)])
+def test_thread_counts_that_are_not_integers_are_refused(bad) -> None:
+    with pytest.raises(TypeError, match="must be an int"):
+        dp.set_num_threads(bad)
+
+
+def test_a_huge_omp_num_threads_is_capped() -> None:
+    code = ("import numpy as np, deltaprop as dp\n"
+            "a = np.ones((512, 512), np.float32)\n"
+            "out = dp._native.forward_layer(a, a, None, 'identity', 0.0)\n"
+            "print(dp.get_num_threads(), dp._native.thread_cap(), float(out[0, 0]))")
+    env = {**os.environ, "OMP_NUM_THREADS": "100000"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    threads, cap, value = out.stdout.split()
+    assert threads == cap and float(value) == 512.0
 
 
 def test_cpu_info_names_the_isa_in_use() -> None:

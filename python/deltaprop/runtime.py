@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import operator
+
+import numpy as np
+
 from . import _native
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` OpenMP threads in native kernels (results do not depend on it)."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"number of threads must be an int; got {type(n).__name__}")
+    """Use ``n`` OpenMP threads in native kernels, in every Python thread (results do not
+    depend on it). At most 16 a processor. As with PyTorch, ``threadpoolctl``'s limits and
+    ``omp_set_num_threads`` taken later apply in the thread that takes them."""
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError("number of threads must be an int; got bool")
+    try:
+        n = operator.index(n)  # Python and NumPy integers
+    except TypeError:
+        raise TypeError(f"number of threads must be an int; got {type(n).__name__}") from None
     if n < 1:
         raise ValueError(f"number of threads must be >= 1; got {n}")
+    if n > _native.thread_cap():
+        raise ValueError(f"number of threads must be <= {_native.thread_cap()} "
+                         f"(16 a processor); got {n}")
     _native.set_num_threads(n)
 
 

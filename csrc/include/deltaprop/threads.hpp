@@ -15,9 +15,16 @@
 
 namespace deltaprop {
 
-// Threads the kernels use (OpenMP's max threads, or 1 without OpenMP).
+// Threads the kernels use: OpenMP's max threads in the calling thread, after the latest
+// set_max_threads from any thread (threads.cpp), and at most thread_cap(); 1 without OpenMP.
 int max_threads();
 void set_max_threads(int n);
+
+// The largest team the kernels ask for, 16 a processor: more never pays for arithmetic, and
+// libgomp ends the process when it cannot create a thread (set_num_threads(10**6), then a 2048²
+// product asked for ~8,000 threads and, under a 6 GB address-space limit, exited).
+constexpr int threads_per_processor_cap = 16;
+int thread_cap();
 
 // How many threads a loop of `work` multiply-adds should use: small problems stay on one
 // thread rather than pay for a parallel region they cannot use, and every loop stays on one
