@@ -20,8 +20,9 @@ const char* isa_name(Isa isa) {
 bool cpu_supports(Isa isa) {
 #if DELTAPROP_X86
   switch (isa) {
-    case Isa::avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+    case Isa::avx512:  // every extension its translation units are compiled with (per_isa.hpp)
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
              __builtin_cpu_supports("fma");
     case Isa::avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
