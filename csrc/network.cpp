@@ -268,7 +268,8 @@ double guard_limit() {
 // Whether a step with gradients at most `g` in magnitude keeps everything finite. At the limit,
 // g² and the second moment stay finite, and the largest step lr·g is far below half an ulp of
 // max(T), so adding it to a finite parameter cannot round to infinity. That holds for the
-// moments guarded steps make; moments set from outside are checked apart (check_moments).
+// moments unguarded steps make; moments set from outside or left by a careful step are checked
+// apart (check_moments).
 template <typename T>
 bool step_is_safe(const OptimizerStep<T>& opt, double g) {
   const double limit = guard_limit<T>();
@@ -367,7 +368,9 @@ template <typename T>
 bool Network<T>::guard_after_update(bool careful) {
   if (!careful) return true;
   if (state_is_finite()) {
-    if (moments_unchecked) check_moments();
+    // A careful step may leave finite moments beyond the bounds (a first moment near the
+    // largest value, from a huge but finite gradient): steps stay careful until they decay.
+    check_moments();
     return true;
   }
   restore_snapshot();

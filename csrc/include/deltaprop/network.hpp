@@ -56,9 +56,10 @@ class Network {
   void reset_optimizer();
   // The kind the state belongs to (-1: none yet); a step of another kind starts afresh.
   int state_kind = -1;
-  // Whether the moments may lie beyond the bounds guarded steps keep them within, as moments
-  // given to set_optimizer_state may: every step can then be undone (guard_from_magnitudes)
-  // until one leaves them within bounds. check_moments() measures them.
+  // Whether the moments may lie beyond the bounds an unguarded step needs, as moments given to
+  // set_optimizer_state, or left by a careful step's huge but finite gradient, may: every step
+  // can then be undone (guard_from_magnitudes) until one leaves them within bounds.
+  // check_moments() measures them.
   bool moments_unchecked = false;
   void check_moments();
 
