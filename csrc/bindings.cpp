@@ -183,6 +183,7 @@ void bind_network(py::module_& m, const char* name) {
              if (net.has_bias()) b = checked_layers<T>(biases, net.sizes(), false, "biases");
              std::unique_lock<std::mutex> lock = lock_network(net);
              copy_into(net.weights, w);
+             net.weights_changed();
              if (net.has_bias()) copy_into(net.biases, b);
            })
       .def("forward",

@@ -118,6 +118,7 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
   d_.resize(n_layers() + 1);
   grad_.resize(n_layers() + 1);
   step_magnitudes_.resize(2 * n_layers());
+  weights_largest_.resize(n_layers());
 }
 
 template <typename T>
@@ -135,6 +136,7 @@ template <typename T>
 void Network<T>::begin_step(OptimizerStep<T>& opt) {
   if (state_kind != -1 && state_kind != static_cast<int>(opt.kind)) reset_optimizer();
   state_kind = static_cast<int>(opt.kind);
+  weights_changed();  // until the step's update measures them (gradient_pass)
   auto zeros_like = [](const std::vector<Buffer<T>>& params, std::vector<Buffer<T>>& moments) {
     if (moments.size() == params.size()) return;
     moments.clear();
@@ -233,11 +235,13 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
       ep.m = m_weights.empty() ? nullptr : m_weights[l - 1].data();
       ep.v = v_weights.empty() ? nullptr : v_weights[l - 1].data();
       ep.step = *opt;
+      if (opt->weight_decay != T(0)) ep.measure = Measure::output;  // for largest_decay
       if (split_k) c = reserve(grad_[l], sizes_[l - 1] * sizes_[l]);
     } else {
       c = dw[l - 1];
     }
-    gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
+    weights_largest_[l - 1] =
+        gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
 
     if (bias_) {  // ∂E/∂b_l = Σ_rows D_l
       T* g = opt ? reserve(row_gradient_, sizes_[l]) : db[l - 1];
@@ -248,6 +252,7 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
                      v_biases.empty() ? nullptr : v_biases[l - 1].data(), sizes_[l], false);
     }
   }
+  weights_measured_ = opt && opt->weight_decay != T(0);
 }
 
 namespace {
@@ -265,7 +270,8 @@ double guard_limit() {
   return std::sqrt(double(std::numeric_limits<T>::max())) / 16;
 }
 
-// Whether a step with gradients at most `g` in magnitude keeps everything finite. At the limit,
+// Whether a step with gradients at most `g` in magnitude (weight decay's wd·w included: the
+// optimizers add it to the gradient) keeps everything finite. At the limit,
 // g² and the second moment stay finite, and the largest step lr·g is far below half an ulp of
 // max(T), so adding it to a finite parameter cannot round to infinity. That holds for the
 // moments unguarded steps make; moments set from outside or left by a careful step are checked
@@ -295,12 +301,19 @@ void Network<T>::check_moments() {
 }
 
 template <typename T>
+double Network<T>::largest_decay(std::size_t l, const OptimizerStep<T>& opt) const {
+  if (opt.weight_decay == T(0)) return 0;
+  const double w = weights_measured_ ? weights_largest_[l] : max_abs(weights[l].data(), weights[l].size());
+  return double(opt.weight_decay) * w;
+}
+
+template <typename T>
 bool Network<T>::update_is_safe(const double* largest, std::size_t rows,
                                 const OptimizerStep<T>& opt) const {
   for (std::size_t l = 1; l <= n_layers(); ++l) {
     const double a = largest[2 * (l - 1)], d = largest[2 * (l - 1) + 1];
     const double bound = double(rows) * std::max(a, 1.0) * d;  // max(a, 1): the bias gradient
-    if (!step_is_safe(opt, bound)) return false;
+    if (!step_is_safe(opt, bound + largest_decay(l - 1, opt))) return false;
   }
   return true;
 }
@@ -311,7 +324,7 @@ bool Network<T>::gradients_are_safe(const std::vector<const T*>& dw, const std::
   for (std::size_t l = 0; l < n_layers(); ++l) {
     double g = max_abs(dw[l], weights[l].size());
     if (bias_) g = std::max(g, max_abs(db[l], biases[l].size()));
-    if (!step_is_safe(opt, g)) return false;
+    if (!step_is_safe(opt, g + largest_decay(l, opt))) return false;
   }
   return true;
 }
@@ -338,6 +351,7 @@ void Network<T>::restore_snapshot() {
   v_biases.swap(snapshot_.v_biases);
   step = snapshot_.step;
   state_kind = snapshot_.state_kind;
+  weights_changed();
 }
 
 template <typename T>

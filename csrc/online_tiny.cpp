@@ -99,6 +99,7 @@ void Network<T>::tiny_load() {
 template <typename T>
 void Network<T>::tiny_store() {
   constexpr std::size_t lanes = tiny_lanes;
+  weights_changed();
   for (std::size_t l = 0; l < n_layers(); ++l) {
     const std::size_t n_in = sizes_[l], n_out = sizes_[l + 1];
     const T* rows = tiny_.data() + tiny_at_[l];

@@ -267,6 +267,44 @@ def test_an_overflowing_apply_gradients_is_undone_and_reported(backend: str, mak
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("step", ["online", "gemm", "apply_gradients"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("make_opt", [lambda: dp.SGD(lr=0.1, weight_decay=5.0),
+                                      lambda: dp.SGD(lr=0.01, momentum=0.9, weight_decay=0.5),
+                                      lambda: dp.SGD(lr=0.01, momentum=0.9, nesterov=True,
+                                                     weight_decay=0.5),
+                                      lambda: dp.Adam(lr=0.01, weight_decay=0.5)])
+def test_weight_decay_of_a_weight_near_the_largest_value_cannot_overflow(
+        backend: str, step: str, dtype: str, make_opt) -> None:
+    # The native guard bounded a step by its gradient, but every optimizer adds wd·w to it: a
+    # weight near the largest value (finite, so set_weights takes it) times a decay of 0.5 or 5
+    # (lr·wd <= 1 allows either) overflowed a moment or the sum within two steps, with no
+    # snapshot to undo it. Zero inputs keep the products and the loss finite (no biases). The
+    # first step decays ordinary weights, so the native update has measured them (the guard
+    # reuses that measure), and set_weights then brings the huge one.
+    spec = NetSpec.build([2, 3, 1], activation="identity", loss="mse", dtype=dtype, bias=False)
+    rng = np.random.default_rng(0)
+    W = [rng.normal(0, 0.5, (2, 3)).astype(dtype), rng.normal(0, 0.5, (3, 1)).astype(dtype)]
+    net = BACKENDS[backend].Network(spec, W, None)
+    opt = make_opt()
+    rows = 1 if step == "online" else 4
+    X, T = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
+    assert math.isfinite(net.train_step(np.ones((4, 2), dtype), np.ones((4, 1), dtype), opt))
+    W[0][0, 0] = np.finfo(dtype).max * 0.9
+    net.set_weights(W, None)
+    for _ in range(4):
+        before = state(net)
+        if step == "apply_gradients":
+            finite = net.apply_gradients(np.zeros(net.n_parameters, dtype), opt)
+        else:
+            finite = math.isfinite(net.train_step(X, T, opt))
+        after = state(net)
+        assert all(np.isfinite(a).all() for a in after)
+        if not finite:
+            assert_same(before, after)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("rows", [1, 4])  # the online path and the GEMM path
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("nesterov", [False, True])

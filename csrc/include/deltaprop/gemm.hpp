@@ -34,7 +34,8 @@ enum class EpilogueKind : int {
 
 // What gemm measures while each finished tile is still in L1, and returns: max |A·B| over every
 // product before the epilogue, max |C| over every element the epilogue writes (bias_activation
-// and derivative only), or nothing (it returns 0).
+// and derivative; for the optimizer, max |param| over the parameters it updated), or nothing
+// (it returns 0).
 enum class Measure : int { nothing, products, output };
 
 template <typename T>
