@@ -47,18 +47,21 @@ def test_results_without_rounds_fall_back_to_the_pooled_medians() -> None:
 
 
 def scaling_results(probe: dict) -> dict:
-    rows = [{"peer": "native", "threads": t, "median": rate, "gflops": 1.0}
-            for t, rate in ((1, 100.0), (2, 150.0))]
+    rows = [{"peer": peer, "threads": t, "median": rate, "gflops": 1.0}
+            for peer, t, rate in (("native", 1, 100.0), ("native", 2, 150.0),
+                                  ("numpy", 1, 40.0), ("numpy", 2, 50.0))]
     return {"threads": [1, 2], "peak": {1: 50.0, 2: 100.0},
             "workloads": [{"name": "mnist", "rows": rows, "digests": {1: "a", 2: "a"},
                            "core_to_core": probe}]}
 
 
-def test_the_scaling_rows_say_how_far_apart_the_cores_were() -> None:
+def test_the_scaling_rows_say_how_far_apart_the_cores_were_and_how_the_numpy_loop_scaled() -> None:
     res = scaling_results({"ns": [75.0, 76.0, 80.0, 450.0, 3100.0]})
-    assert "| mnist | 100 | 150 | 1.50× | — | yes | 80 ns (75–3,100) |" in report.scaling_table(res)
+    assert ("| mnist | 100 | 150 | 1.50× | 1.25× | — | yes | 80 ns (75–3,100) |"
+            in report.scaling_table(res))
     status = next(line for line in report.targets_table(res).splitlines() if "scaling mnist" in line)
     assert "round trip between the CPUs meanwhile: 80 ns (75–3,100)" in status
+    assert "the NumPy/OpenBLAS loop: 1.25×" in status
     # A run without the probe (one CPU, or results from before it) says nothing of it.
     assert report.scaling_table(scaling_results({})).splitlines()[-1].endswith("| yes | — |")
 
