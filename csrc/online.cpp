@@ -130,16 +130,13 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
 
   begin_step(opt);
   const bool plain_sgd = opt.kind == OptimizerKind::sgd && opt.momentum == T(0);
-  const bool decay = opt.weight_decay != T(0);  // then measure the new weights (largest_decay)
   for (std::size_t l = L; l >= 1; --l) {
     const std::size_t n_in = sizes_[l - 1], n_out = sizes_[l];
     const T* a_prev = l == 1 ? x : a_[l - 1].data();
     const T* d = d_[l].data();
     T* w = weights[l - 1].data();
-    LargestMagnitude<T> largest;
     if (plain_sgd) {
       sgd_layer_update(w, a_prev, d, n_in, n_out, opt.lr, opt.weight_decay);
-      if (decay) largest.add(w, n_in * n_out);
     } else {
       T* row_gradient = reserve(row_gradient_, n_out);
       for (std::size_t i = 0; i < n_in; ++i) {
@@ -148,15 +145,12 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
         const std::size_t at = i * n_out;
         apply_update(opt, w + at, row_gradient, m_weights.empty() ? nullptr : m_weights[l - 1].data() + at,
                      v_weights.empty() ? nullptr : v_weights[l - 1].data() + at, n_out, true);
-        if (decay) largest.add(w + at, n_out);  // the row just written, from L1
       }
     }
-    weights_largest_[l - 1] = largest.value();
     if (bias_)
       apply_update(opt, biases[l - 1].data(), d, m_biases.empty() ? nullptr : m_biases[l - 1].data(),
                    v_biases.empty() ? nullptr : v_biases[l - 1].data(), n_out, false);
   }
-  weights_measured_ = decay;
   if (careful && !guard_after_update(careful)) return std::numeric_limits<double>::quiet_NaN();
   return loss;
 }
