@@ -130,6 +130,7 @@ void Network<T>::reset_optimizer() {
   step = 0;
   state_kind = -1;
   moments_unchecked = false;
+  first_moments_ = 0;
 }
 
 template <typename T>
@@ -270,20 +271,39 @@ double guard_limit() {
   return std::sqrt(double(std::numeric_limits<T>::max())) / 16;
 }
 
-// Whether a step with gradients at most `g` in magnitude (weight decay's wd·w included: the
-// optimizers add it to the gradient) keeps everything finite. At the limit,
-// g² and the second moment stay finite, and the largest step lr·g is far below half an ulp of
-// max(T), so adding it to a finite parameter cannot round to infinity. That holds for the
-// moments unguarded steps make; moments set from outside or left by a careful step are checked
-// apart (check_moments).
+// The largest change a step may make to a parameter unguarded: a quarter of max(T)'s ulp.
+// Added to a finite parameter, a smaller change cannot round past max(T).
 template <typename T>
-bool step_is_safe(const OptimizerStep<T>& opt, double g) {
-  const double limit = guard_limit<T>();
-  const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
-  return lr <= limit && decay <= 1 && g <= limit && lr * g <= limit;
+double change_limit() {
+  return double(std::numeric_limits<T>::max()) * double(std::numeric_limits<T>::epsilon()) / 8;
 }
 
 }  // namespace
+
+// Whether a step with gradients at most `g` in magnitude (weight decay's wd·w included: the
+// optimizers add it to the gradient) keeps everything finite. Within the limit, g² and the
+// second moments stay finite. A parameter changes by lr·g (plain SGD), lr·m or lr·(g + μ·m)
+// (momentum, Nesterov), or at most lr/(1 − β1)·m/ε (Adam: m/(√v̂ + ε) <= m/ε), with m the new
+// first moment, at most `first_moments_after`: that change must stay below change_limit. Bounded
+// by the gradient alone, as it once was, a first moment that earlier steps had built up (with a
+// smaller rate, say) and Adam with a tiny ε could take a parameter past max(T) unguarded.
+template <typename T>
+bool Network<T>::step_is_safe(const OptimizerStep<T>& opt, double g) {
+  const double limit = guard_limit<T>();
+  const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
+  if (!(lr <= limit && decay <= 1 && g <= limit && lr * g <= limit)) return false;
+  double change = lr * g;
+  if (opt.kind == OptimizerKind::adam) {
+    first_moments_after_ = std::max(first_moments_, g);  // β1·m + (1 − β1)·g
+    change = lr / double(opt.one_minus_beta1) * first_moments_after_ / double(opt.eps);
+  } else if (opt.momentum != T(0)) {
+    first_moments_after_ = double(opt.momentum) * first_moments_ + g;
+    change = lr * (g + first_moments_after_);
+  } else {
+    first_moments_after_ = first_moments_;
+  }
+  return change <= change_limit<T>();
+}
 
 template <typename T>
 void Network<T>::check_moments() {
@@ -296,8 +316,8 @@ void Network<T>::check_moments() {
     return m;
   };
   const double limit = guard_limit<T>();
-  moments_unchecked = !(largest(m_weights, m_biases) <= limit &&
-                        largest(v_weights, v_biases) <= limit * limit);
+  first_moments_ = largest(m_weights, m_biases);
+  moments_unchecked = !(first_moments_ <= limit && largest(v_weights, v_biases) <= limit * limit);
 }
 
 template <typename T>
@@ -309,24 +329,26 @@ double Network<T>::largest_decay(std::size_t l, const OptimizerStep<T>& opt) con
 
 template <typename T>
 bool Network<T>::update_is_safe(const double* largest, std::size_t rows,
-                                const OptimizerStep<T>& opt) const {
+                                const OptimizerStep<T>& opt) {
+  double g = 0;
   for (std::size_t l = 1; l <= n_layers(); ++l) {
     const double a = largest[2 * (l - 1)], d = largest[2 * (l - 1) + 1];
     const double bound = double(rows) * std::max(a, 1.0) * d;  // max(a, 1): the bias gradient
-    if (!step_is_safe(opt, bound + largest_decay(l - 1, opt))) return false;
+    g = larger_magnitude(g, bound + largest_decay(l - 1, opt));
   }
-  return true;
+  return step_is_safe(opt, g);
 }
 
 template <typename T>
 bool Network<T>::gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
-                                    const OptimizerStep<T>& opt) const {
+                                    const OptimizerStep<T>& opt) {
+  double g = 0;
   for (std::size_t l = 0; l < n_layers(); ++l) {
-    double g = max_abs(dw[l], weights[l].size());
-    if (bias_) g = std::max(g, max_abs(db[l], biases[l].size()));
-    if (!step_is_safe(opt, g + largest_decay(l, opt))) return false;
+    double g_l = max_abs(dw[l], weights[l].size());
+    if (bias_) g_l = larger_magnitude(g_l, max_abs(db[l], biases[l].size()));
+    g = larger_magnitude(g, g_l + largest_decay(l, opt));
   }
-  return true;
+  return step_is_safe(opt, g);
 }
 
 template <typename T>
@@ -379,8 +401,7 @@ bool Network<T>::guard_from_magnitudes(const double* largest, std::size_t rows,
 }
 
 template <typename T>
-bool Network<T>::guard_after_update(bool careful) {
-  if (!careful) return true;
+bool Network<T>::check_careful_update() {
   if (state_is_finite()) {
     // A careful step may leave finite moments beyond the bounds (a first moment near the
     // largest value, from a huge but finite gradient): steps stay careful until they decay.

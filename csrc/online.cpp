@@ -151,7 +151,7 @@ double Network<T>::online_step_body(const T* x, const T* t, OptimizerStep<T> opt
       apply_update(opt, biases[l - 1].data(), d, m_biases.empty() ? nullptr : m_biases[l - 1].data(),
                    v_biases.empty() ? nullptr : v_biases[l - 1].data(), n_out, false);
   }
-  if (careful && !guard_after_update(careful)) return std::numeric_limits<double>::quiet_NaN();
+  if (!guard_after_update(careful)) return std::numeric_limits<double>::quiet_NaN();
   return loss;
 }
 

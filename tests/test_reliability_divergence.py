@@ -267,6 +267,55 @@ def test_an_overflowing_apply_gradients_is_undone_and_reported(backend: str, mak
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 4])  # the online path and the GEMM path
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_with_a_tiny_epsilon_cannot_step_past_the_largest_value(backend: str, rows: int,
+                                                                      dtype: str) -> None:
+    # The native guard bounded a step by lr·g, but Adam moves a parameter by up to
+    # lr/(1 - β1)·m/ε: with a gradient small enough that its second moment is stored as 0 (below
+    # the smallest normal number) and ε near that number, one step moved a weight to ~0.6 of the
+    # largest value and the next, unguarded, past it. Then zero inputs keep the loss finite.
+    spec = NetSpec.build([2, 1], activation="identity", loss="mse", dtype=dtype, bias=False)
+    net = BACKENDS[backend].Network(spec, [np.zeros((2, 1), dtype)], None)
+    info = np.finfo(dtype)
+    opt = dp.Adam(lr=float(np.sqrt(info.max)) / 18, eps=float(info.tiny) * 1.3)
+    g = float(np.sqrt(info.tiny / 1e-3)) * 0.9  # (1 - β2)·g² is below the smallest normal
+    X, T = np.ones((rows, 2), dtype), np.full((rows, 1), g, dtype)
+    zeros, T0 = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
+    for x, t in [(X, T)] + [(zeros, T0)] * 8:
+        before = state(net)
+        loss = net.train_step(x, t, opt)
+        after = state(net)
+        assert all(np.isfinite(a).all() for a in after)
+        if not math.isfinite(loss):
+            assert_same(before, after)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 4])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_velocity_built_at_a_small_rate_cannot_overflow_a_weight_at_a_large_one(
+        backend: str, rows: int, dtype: str) -> None:
+    # The native guard bounded a step by lr·g: a velocity built up by steps at a tiny rate from
+    # gradients near the guard's limit (to ~20 times that limit), then applied at the largest
+    # rate the guard allowed with zero gradients, moved a weight by lr·μ·m, a tenth of the
+    # largest value a step, unguarded.
+    spec = NetSpec.build([2, 1], activation="identity", loss="mse", dtype=dtype, bias=False)
+    net = BACKENDS[backend].Network(spec, [np.zeros((2, 1), dtype)], None)
+    limit = float(np.sqrt(np.finfo(dtype).max)) / 16
+    X, T = np.ones((rows, 2), dtype), np.full((rows, 1), -limit / 4, dtype)
+    zeros, T0 = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
+    slow, fast = dp.SGD(lr=1e-30, momentum=0.99), dp.SGD(lr=limit, momentum=0.99)
+    for x, t, opt in [(X, T, slow)] * 300 + [(zeros, T0, fast)] * 12:
+        before = state(net)
+        loss = net.train_step(x, t, opt)
+        after = state(net)
+        assert all(np.isfinite(a).all() for a in after)
+        if not math.isfinite(loss):
+            assert_same(before, after)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("step", ["online", "gemm", "apply_gradients"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("make_opt", [lambda: dp.SGD(lr=0.1, weight_decay=5.0),

@@ -142,10 +142,15 @@ class Network {
   // max|D_l|, O(B·Σ n_l) to check. Only a step that fails the bound pays for a snapshot of the
   // parameters and optimizer state, which is restored if the step did produce NaN or infinity.
   // The bound from max|A_{l-1}| = largest[2(l-1)] and max|D_l| = largest[2(l-1)+1].
-  bool update_is_safe(const double* largest, std::size_t rows, const OptimizerStep<T>& opt) const;
+  bool update_is_safe(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
   // The same bound for gradients given whole (apply_gradients): max|g| itself.
   bool gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
-                          const OptimizerStep<T>& opt) const;
+                          const OptimizerStep<T>& opt);
+  // Whether a step with gradients at most g keeps everything finite (network.cpp).
+  bool step_is_safe(const OptimizerStep<T>& opt, double g);
+  // An upper bound on every first moment's magnitude: exact where check_moments measures them,
+  // then carried by each unguarded step (first_moments_after_, from step_is_safe).
+  double first_moments_ = 0, first_moments_after_ = 0;
   // What weight decay adds to layer l's gradient at most, wd·max|W_l|, only for a step that
   // decays weights: weights near the largest value (set from outside, or left by a careful step)
   // times a decay above 1, which lr·wd <= 1 allows, overflow the sum. max|W_l| is what the last
@@ -175,7 +180,14 @@ class Network {
   bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                            double x_largest);
   bool guard_from_magnitudes(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
-  bool guard_after_update(bool careful);
+  // After the update: an unguarded step carries the first moments' bound (step_is_safe); a
+  // careful one is checked, and undone if it left anything not finite (network.cpp).
+  bool guard_after_update(bool careful) {
+    if (careful) return check_careful_update();
+    first_moments_ = first_moments_after_;
+    return true;
+  }
+  bool check_careful_update();
 
  private:
   // Allocate the moments `opt` needs, count the step and fill in Adam's bias corrections.
