@@ -242,8 +242,8 @@ class Bench:
         for w in workloads:
             entries = [(p, top) for p in w.peers if p in wanted]
             # For the scaling table: deltaprop, and the NumPy loop as a trainer built on BLAS.
-            entries += [(p, t) for p in ("native", "numpy") for t in threads[:-1]
-                        if p == "native" or (p in w.peers and p in wanted)]
+            scaled = ["native"] + (["numpy"] if "numpy" in w.peers and "numpy" in wanted else [])
+            entries += [(p, t) for p in scaled for t in threads[:-1]]
             # The sgemm rate of the same minutes, for % of peak beside the best single call's.
             entries.append(("sgemm", top))
             # How far apart the cores were in the same minutes (bench/core_to_core.c).

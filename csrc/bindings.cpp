@@ -365,7 +365,7 @@ void bind_network(py::module_& m, const char* name) {
              net.state_kind = !net.v_weights.empty()   ? static_cast<int>(OptimizerKind::adam)
                               : !net.m_weights.empty() ? static_cast<int>(OptimizerKind::sgd)
                                                        : -1;
-             net.check_moments();
+             net.check_moments();  // finite: checked_layers refuses anything else
            })
       .def("reset_optimizer", [](Net& net) {
         std::unique_lock<std::mutex> lock = lock_network(net);

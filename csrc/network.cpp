@@ -306,7 +306,7 @@ bool Network<T>::step_is_safe(const OptimizerStep<T>& opt, double g) {
 }
 
 template <typename T>
-void Network<T>::check_moments() {
+bool Network<T>::check_moments() {
   // A first moment within the limit is as large as a gradient a guarded step may take; a second
   // moment, as its square.
   auto largest = [](const std::vector<Buffer<T>>& a, const std::vector<Buffer<T>>& b) {
@@ -315,9 +315,12 @@ void Network<T>::check_moments() {
       for (const auto& buffer : *buffers) m = larger_magnitude(m, max_abs(buffer.data(), buffer.size()));
     return m;
   };
+  const double first = largest(m_weights, m_biases), second = largest(v_weights, v_biases);
+  if (!std::isfinite(first) || !std::isfinite(second)) return false;
   const double limit = guard_limit<T>();
-  first_moments_ = largest(m_weights, m_biases);
-  moments_unchecked = !(first_moments_ <= limit && largest(v_weights, v_biases) <= limit * limit);
+  first_moments_ = first;
+  moments_unchecked = !(first <= limit && second <= limit * limit);
+  return true;
 }
 
 template <typename T>
@@ -377,12 +380,6 @@ void Network<T>::restore_snapshot() {
 }
 
 template <typename T>
-bool Network<T>::state_is_finite() const {
-  return all_finite(weights) && all_finite(biases) && all_finite(m_weights) &&
-         all_finite(m_biases) && all_finite(v_weights) && all_finite(v_biases);
-}
-
-template <typename T>
 bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                                      double x_largest) {
   // The hidden layers' activations and deltas were measured by their GEMMs' epilogues.
@@ -402,12 +399,10 @@ bool Network<T>::guard_from_magnitudes(const double* largest, std::size_t rows,
 
 template <typename T>
 bool Network<T>::check_careful_update() {
-  if (state_is_finite()) {
-    // A careful step may leave finite moments beyond the bounds (a first moment near the
-    // largest value, from a huge but finite gradient): steps stay careful until they decay.
-    check_moments();
-    return true;
-  }
+  // Each array scanned once: check_moments both finds the moments finite and measures them, for
+  // a careful step may leave finite moments beyond the bounds (a first moment near the largest
+  // value, from a huge but finite gradient), and steps then stay careful until they decay.
+  if (all_finite(weights) && all_finite(biases) && check_moments()) return true;
   restore_snapshot();
   return false;
 }

@@ -35,6 +35,32 @@ def assert_same(a: list, b: list) -> None:
         np.testing.assert_array_equal(x, y)
 
 
+def assert_finite_or_undone(net, step) -> bool:
+    """Run ``step()``, which returns a loss or whether the step was kept: the state after it is
+    finite, and bitwise what it was before where the step was not kept. Returns whether it was."""
+    before = state(net)
+    result = step()
+    kept = result if isinstance(result, bool) else math.isfinite(result)
+    after = state(net)
+    assert all(np.isfinite(a).all() for a in after)
+    if not kept:
+        assert_same(before, after)
+    return kept
+
+
+def unbiased(backend: str, sizes: list, dtype: str, W: list | None = None):
+    """An identity network with mse and no biases: zero inputs keep its products, and so its
+    loss, finite whatever its weights. Zero weights unless W is given."""
+    spec = NetSpec.build(sizes, activation="identity", loss="mse", dtype=dtype, bias=False)
+    W = W or [np.zeros((a, b), dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    return BACKENDS[backend].Network(spec, W, None)
+
+
+def normal_weights(dtype: str) -> list:
+    rng = np.random.default_rng(0)
+    return [rng.normal(0, 0.5, (2, 3)).astype(dtype), rng.normal(0, 0.5, (3, 1)).astype(dtype)]
+
+
 def problem(dtype: str, seed: int = 0):
     spec = NetSpec.build([2, 3, 1], activation="identity", loss="mse", dtype=dtype)
     rng = np.random.default_rng(seed)
@@ -275,20 +301,14 @@ def test_adam_with_a_tiny_epsilon_cannot_step_past_the_largest_value(backend: st
     # lr/(1 - β1)·m/ε: with a gradient small enough that its second moment is stored as 0 (below
     # the smallest normal number) and ε near that number, one step moved a weight to ~0.6 of the
     # largest value and the next, unguarded, past it. Then zero inputs keep the loss finite.
-    spec = NetSpec.build([2, 1], activation="identity", loss="mse", dtype=dtype, bias=False)
-    net = BACKENDS[backend].Network(spec, [np.zeros((2, 1), dtype)], None)
+    net = unbiased(backend, [2, 1], dtype)
     info = np.finfo(dtype)
     opt = dp.Adam(lr=float(np.sqrt(info.max)) / 18, eps=float(info.tiny) * 1.3)
     g = float(np.sqrt(info.tiny / 1e-3)) * 0.9  # (1 - β2)·g² is below the smallest normal
     X, T = np.ones((rows, 2), dtype), np.full((rows, 1), g, dtype)
     zeros, T0 = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
     for x, t in [(X, T)] + [(zeros, T0)] * 8:
-        before = state(net)
-        loss = net.train_step(x, t, opt)
-        after = state(net)
-        assert all(np.isfinite(a).all() for a in after)
-        if not math.isfinite(loss):
-            assert_same(before, after)
+        assert_finite_or_undone(net, lambda: net.train_step(x, t, opt))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -300,19 +320,13 @@ def test_a_velocity_built_at_a_small_rate_cannot_overflow_a_weight_at_a_large_on
     # gradients near the guard's limit (to ~20 times that limit), then applied at the largest
     # rate the guard allowed with zero gradients, moved a weight by lr·μ·m, a tenth of the
     # largest value a step, unguarded.
-    spec = NetSpec.build([2, 1], activation="identity", loss="mse", dtype=dtype, bias=False)
-    net = BACKENDS[backend].Network(spec, [np.zeros((2, 1), dtype)], None)
+    net = unbiased(backend, [2, 1], dtype)
     limit = float(np.sqrt(np.finfo(dtype).max)) / 16
     X, T = np.ones((rows, 2), dtype), np.full((rows, 1), -limit / 4, dtype)
     zeros, T0 = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
     slow, fast = dp.SGD(lr=1e-30, momentum=0.99), dp.SGD(lr=limit, momentum=0.99)
     for x, t, opt in [(X, T, slow)] * 300 + [(zeros, T0, fast)] * 12:
-        before = state(net)
-        loss = net.train_step(x, t, opt)
-        after = state(net)
-        assert all(np.isfinite(a).all() for a in after)
-        if not math.isfinite(loss):
-            assert_same(before, after)
+        assert_finite_or_undone(net, lambda: net.train_step(x, t, opt))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -331,26 +345,20 @@ def test_weight_decay_of_a_weight_near_the_largest_value_cannot_overflow(
     # snapshot to undo it. Zero inputs keep the products and the loss finite (no biases). The
     # first step decays ordinary weights, so the native update has measured them (the guard
     # reuses that measure), and set_weights then brings the huge one.
-    spec = NetSpec.build([2, 3, 1], activation="identity", loss="mse", dtype=dtype, bias=False)
-    rng = np.random.default_rng(0)
-    W = [rng.normal(0, 0.5, (2, 3)).astype(dtype), rng.normal(0, 0.5, (3, 1)).astype(dtype)]
-    net = BACKENDS[backend].Network(spec, W, None)
+    W = normal_weights(dtype)
+    net = unbiased(backend, [2, 3, 1], dtype, W)
     opt = make_opt()
     rows = 1 if step == "online" else 4
     X, T = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
     assert math.isfinite(net.train_step(np.ones((4, 2), dtype), np.ones((4, 1), dtype), opt))
     W[0][0, 0] = np.finfo(dtype).max * 0.9
     net.set_weights(W, None)
+    no_gradients = np.zeros(net.n_parameters, dtype)
     for _ in range(4):
-        before = state(net)
         if step == "apply_gradients":
-            finite = net.apply_gradients(np.zeros(net.n_parameters, dtype), opt)
+            assert_finite_or_undone(net, lambda: net.apply_gradients(no_gradients, opt))
         else:
-            finite = math.isfinite(net.train_step(X, T, opt))
-        after = state(net)
-        assert all(np.isfinite(a).all() for a in after)
-        if not finite:
-            assert_same(before, after)
+            assert_finite_or_undone(net, lambda: net.train_step(X, T, opt))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -364,24 +372,13 @@ def test_a_huge_finite_step_leaves_no_momentum_that_overflows_a_weight_later(
     # value. The steps after it had small gradients, so the native guard kept no snapshot, and
     # the velocity carried a weight past the largest value a few steps later. Zero inputs keep
     # the products, and so the loss, finite whatever the weights (no biases).
-    spec = NetSpec.build([2, 3, 1], activation="identity", loss="mse", dtype=dtype, bias=False)
-    rng = np.random.default_rng(0)
-    W = [rng.normal(0, 0.5, (2, 3)).astype(dtype), rng.normal(0, 0.5, (3, 1)).astype(dtype)]
-    net = BACKENDS[backend].Network(spec, W, None)
+    net = unbiased(backend, [2, 3, 1], dtype, normal_weights(dtype))
     opt = dp.SGD(lr=4.0, momentum=0.95, nesterov=nesterov)
     huge = np.full((rows, 2), np.sqrt(np.finfo(dtype).max) / 2, dtype)
     T, zeros = np.zeros((rows, 1), dtype), np.zeros((rows, 2), dtype)
     assert math.isfinite(net.train_step(huge, T, opt))  # kept: a velocity ~1/20 of the largest
-    undone = 0
-    for _ in range(20):
-        before = state(net)
-        loss = net.train_step(zeros, T, opt)
-        after = state(net)
-        assert all(np.isfinite(a).all() for a in after)
-        if not math.isfinite(loss):
-            assert_same(before, after)
-            undone += 1
-    assert undone > 0  # the velocity does take the weights to the largest value
+    kept = [assert_finite_or_undone(net, lambda: net.train_step(zeros, T, opt)) for _ in range(20)]
+    assert not all(kept)  # the velocity does take the weights to the largest value
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -405,9 +402,4 @@ def test_a_first_moment_set_near_the_largest_value_cannot_overflow_a_weight(
     s["m_weights"][0] = np.full_like(s["m_weights"][0], np.finfo(dtype).max * 0.95)
     net.set_optimizer_state(s)
     for _ in range(4):
-        before = state(net)
-        loss = net.train_step(X, T, opt)
-        after = state(net)
-        assert all(np.isfinite(a).all() for a in after)
-        if not math.isfinite(loss):
-            assert_same(before, after)
+        assert_finite_or_undone(net, lambda: net.train_step(X, T, opt))

@@ -13,6 +13,12 @@ import pytest
 import deltaprop as dp
 
 
+def run_python(code: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter with `env` added to the environment."""
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                          capture_output=True, text=True, check=check, timeout=60)
+
+
 @pytest.fixture
 def restore_threads():
     before = dp.get_num_threads()
@@ -31,9 +37,7 @@ def test_set_num_threads_applies_to_other_python_threads(restore_threads) -> Non
 
 def test_omp_num_threads_sets_the_default() -> None:
     code = "import deltaprop as dp; print(dp.get_num_threads())"
-    env = {**os.environ, "OMP_NUM_THREADS": "3"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = run_python(code, OMP_NUM_THREADS="3")
     assert out.stdout.strip() == "3"
 
 
@@ -42,9 +46,7 @@ def test_threadpoolctl_limits_native_threads() -> None:
     code = ("import deltaprop as dp, threadpoolctl\n"
             "with threadpoolctl.threadpool_limits(1, user_api='openmp'):\n"
             "    print(dp.get_num_threads())")
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = run_python(code, OMP_NUM_THREADS="2")
     assert threadpoolctl is not None and out.stdout.strip() == "1"
 
 
@@ -56,9 +58,7 @@ def test_threadpoolctl_limits_native_threads_after_set_num_threads() -> None:
             "with threadpoolctl.threadpool_limits(1, user_api='openmp'):\n"
             "    print(dp.get_num_threads())\n"
             "print(dp.get_num_threads())")
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = run_python(code, OMP_NUM_THREADS="2")
     assert threadpoolctl is not None and out.stdout.split() == ["1", "2"]
 
 
@@ -93,9 +93,7 @@ def test_a_huge_omp_num_threads_is_capped() -> None:
             "a = np.ones((512, 512), np.float32)\n"
             "out = dp._native.forward_layer(a, a, None, 'identity', 0.0)\n"
             "print(dp.get_num_threads(), dp._native.thread_cap(), float(out[0, 0]))")
-    env = {**os.environ, "OMP_NUM_THREADS": "100000"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = run_python(code, OMP_NUM_THREADS="100000")
     threads, cap, value = out.stdout.split()
     assert threads == cap and float(value) == 512.0
 
@@ -108,17 +106,13 @@ def test_cpu_info_names_the_isa_in_use() -> None:
 
 def test_deltaprop_isa_environment_forces_a_path() -> None:
     code = "import deltaprop as dp; print(dp.cpu_info()['isa'])"
-    env = {**os.environ, "DELTAPROP_ISA": "generic"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = run_python(code, DELTAPROP_ISA="generic")
     assert out.stdout.strip() == "generic"
 
 
 def test_unknown_deltaprop_isa_is_a_clear_import_error() -> None:
     code = "import deltaprop"
-    env = {**os.environ, "DELTAPROP_ISA": "sse9"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = run_python(code, check=False, DELTAPROP_ISA="sse9")
     assert out.returncode != 0 and "unknown ISA 'sse9'" in out.stderr
 
 
@@ -135,7 +129,5 @@ def test_a_team_smaller_than_asked_for_still_computes_every_output() -> None:
             "got = _native.forward_layer(A, W, None, 'identity', 0.0)\n"
             "want = A.astype(np.float64) @ W.astype(np.float64)\n"
             "print(float(np.abs(got - want).max() / np.abs(want).max()))")
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = run_python(code, OMP_THREAD_LIMIT="1")
     assert float(out.stdout) < 1e-5

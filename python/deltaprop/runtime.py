@@ -19,10 +19,8 @@ def set_num_threads(n: int) -> None:
         n = operator.index(n)  # Python and NumPy integers
     except TypeError:
         raise TypeError(f"number of threads must be an int; got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"number of threads must be >= 1; got {n}")
-    if n > _native.thread_cap():
-        raise ValueError(f"number of threads must be <= {_native.thread_cap()} "
+    if not 1 <= n <= _native.thread_cap():  # also those beyond a C int, which pybind11 refuses
+        raise ValueError(f"number of threads must be >= 1 and <= {_native.thread_cap()} "
                          f"(16 a processor); got {n}")
     _native.set_num_threads(n)
 

@@ -59,9 +59,9 @@ class Network {
   // Whether the moments may lie beyond the bounds an unguarded step needs, as moments given to
   // set_optimizer_state, or left by a careful step's huge but finite gradient, may: every step
   // can then be undone (guard_from_magnitudes) until one leaves them within bounds.
-  // check_moments() measures them.
+  // check_moments() measures them; where one is not finite it returns false and changes nothing.
   bool moments_unchecked = false;
-  void check_moments();
+  bool check_moments();
   // To be called by whatever writes `weights` other than a step (set_weights, a restore).
   void weights_changed() { weights_measured_ = false; }
 
@@ -170,7 +170,6 @@ class Network {
   Snapshot snapshot_;
   void save_snapshot();
   void restore_snapshot();
-  bool state_is_finite() const;
 
  public:
   // Used by train_step and the online step around an update: the guard's two halves. The first,
