@@ -118,7 +118,6 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
   d_.resize(n_layers() + 1);
   grad_.resize(n_layers() + 1);
   step_magnitudes_.resize(2 * n_layers());
-  weights_largest_.resize(n_layers());
 }
 
 template <typename T>
@@ -137,7 +136,6 @@ template <typename T>
 void Network<T>::begin_step(OptimizerStep<T>& opt) {
   if (state_kind != -1 && state_kind != static_cast<int>(opt.kind)) reset_optimizer();
   state_kind = static_cast<int>(opt.kind);
-  weights_changed();  // until the step's update measures them (gradient_pass)
   auto zeros_like = [](const std::vector<Buffer<T>>& params, std::vector<Buffer<T>>& moments) {
     if (moments.size() == params.size()) return;
     moments.clear();
@@ -236,13 +234,11 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
       ep.m = m_weights.empty() ? nullptr : m_weights[l - 1].data();
       ep.v = v_weights.empty() ? nullptr : v_weights[l - 1].data();
       ep.step = *opt;
-      if (opt->weight_decay != T(0)) ep.measure = Measure::output;  // for largest_decay
       if (split_k) c = reserve(grad_[l], sizes_[l - 1] * sizes_[l]);
     } else {
       c = dw[l - 1];
     }
-    weights_largest_[l - 1] =
-        gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
+    gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
 
     if (bias_) {  // ∂E/∂b_l = Σ_rows D_l
       T* g = opt ? reserve(row_gradient_, sizes_[l]) : db[l - 1];
@@ -253,16 +249,16 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
                      v_biases.empty() ? nullptr : v_biases[l - 1].data(), sizes_[l], false);
     }
   }
-  weights_measured_ = opt && opt->weight_decay != T(0);
 }
 
 namespace {
 
+// The largest magnitude in any of the buffers; NaN or infinity where one holds such a value.
 template <typename T>
-bool all_finite(const std::vector<Buffer<T>>& buffers) {
-  for (const auto& b : buffers)
-    if (!std::isfinite(max_abs(b.data(), b.size()))) return false;
-  return true;
+double largest_in(const std::vector<Buffer<T>>& buffers) {
+  double m = 0;
+  for (const auto& b : buffers) m = larger_magnitude(m, max_abs(b.data(), b.size()));
+  return m;
 }
 
 // The largest gradient (and learning rate) a step may meet unguarded: sqrt(max)/16.
@@ -280,8 +276,8 @@ double change_limit() {
 
 }  // namespace
 
-// Whether a step with gradients at most `g` in magnitude (weight decay's wd·w included: the
-// optimizers add it to the gradient) keeps everything finite. Within the limit, g² and the
+// Whether a step with gradients at most `g` in magnitude, and weight decay's wd·w (which the
+// optimizers add to the gradient), keeps everything finite. Within the limit, g² and the
 // second moments stay finite. A parameter changes by lr·g (plain SGD), lr·m or lr·(g + μ·m)
 // (momentum, Nesterov), or at most lr/(1 − β1)·m/ε (Adam: m/(√v̂ + ε) <= m/ε), with m the new
 // first moment, at most `first_moments_after`: that change must stay below change_limit. Bounded
@@ -290,6 +286,7 @@ double change_limit() {
 template <typename T>
 bool Network<T>::step_is_safe(const OptimizerStep<T>& opt, double g) {
   const double limit = guard_limit<T>();
+  g += decay_bound(opt);
   const double lr = opt.lr, decay = double(opt.lr) * double(opt.weight_decay);
   if (!(lr <= limit && decay <= 1 && g <= limit && lr * g <= limit)) return false;
   double change = lr * g;
@@ -302,6 +299,7 @@ bool Network<T>::step_is_safe(const OptimizerStep<T>& opt, double g) {
   } else {
     first_moments_after_ = first_moments_;
   }
+  largest_move_ = change;
   return change <= change_limit<T>();
 }
 
@@ -309,13 +307,8 @@ template <typename T>
 bool Network<T>::check_moments() {
   // A first moment within the limit is as large as a gradient a guarded step may take; a second
   // moment, as its square.
-  auto largest = [](const std::vector<Buffer<T>>& a, const std::vector<Buffer<T>>& b) {
-    double m = 0;
-    for (const auto* buffers : {&a, &b})
-      for (const auto& buffer : *buffers) m = larger_magnitude(m, max_abs(buffer.data(), buffer.size()));
-    return m;
-  };
-  const double first = largest(m_weights, m_biases), second = largest(v_weights, v_biases);
+  const double first = larger_magnitude(largest_in(m_weights), largest_in(m_biases));
+  const double second = larger_magnitude(largest_in(v_weights), largest_in(v_biases));
   if (!std::isfinite(first) || !std::isfinite(second)) return false;
   const double limit = guard_limit<T>();
   first_moments_ = first;
@@ -324,10 +317,13 @@ bool Network<T>::check_moments() {
 }
 
 template <typename T>
-double Network<T>::largest_decay(std::size_t l, const OptimizerStep<T>& opt) const {
+double Network<T>::decay_bound(const OptimizerStep<T>& opt) {
   if (opt.weight_decay == T(0)) return 0;
-  const double w = weights_measured_ ? weights_largest_[l] : max_abs(weights[l].data(), weights[l].size());
-  return double(opt.weight_decay) * w;
+  const double wd = opt.weight_decay;
+  // The carried bound grows by each step's largest move and rounding (network.hpp): in float32 it
+  // gets here from ordinary weights after some 10^8 steps, then costs one scan.
+  if (!(wd * weights_bound_ <= guard_limit<T>() / 4)) weights_bound_ = largest_in(weights);
+  return wd * weights_bound_;
 }
 
 template <typename T>
@@ -336,8 +332,7 @@ bool Network<T>::update_is_safe(const double* largest, std::size_t rows,
   double g = 0;
   for (std::size_t l = 1; l <= n_layers(); ++l) {
     const double a = largest[2 * (l - 1)], d = largest[2 * (l - 1) + 1];
-    const double bound = double(rows) * std::max(a, 1.0) * d;  // max(a, 1): the bias gradient
-    g = larger_magnitude(g, bound + largest_decay(l - 1, opt));
+    g = larger_magnitude(g, double(rows) * std::max(a, 1.0) * d);  // max(a, 1): the bias gradient
   }
   return step_is_safe(opt, g);
 }
@@ -347,9 +342,8 @@ bool Network<T>::gradients_are_safe(const std::vector<const T*>& dw, const std::
                                     const OptimizerStep<T>& opt) {
   double g = 0;
   for (std::size_t l = 0; l < n_layers(); ++l) {
-    double g_l = max_abs(dw[l], weights[l].size());
-    if (bias_) g_l = larger_magnitude(g_l, max_abs(db[l], biases[l].size()));
-    g = larger_magnitude(g, g_l + largest_decay(l, opt));
+    g = larger_magnitude(g, max_abs(dw[l], weights[l].size()));
+    if (bias_) g = larger_magnitude(g, max_abs(db[l], biases[l].size()));
   }
   return step_is_safe(opt, g);
 }
@@ -402,7 +396,13 @@ bool Network<T>::check_careful_update() {
   // Each array scanned once: check_moments both finds the moments finite and measures them, for
   // a careful step may leave finite moments beyond the bounds (a first moment near the largest
   // value, from a huge but finite gradient), and steps then stay careful until they decay.
-  if (all_finite(weights) && all_finite(biases) && check_moments()) return true;
+  // The weights' scan measures them for weight decay's bound, which a careful step's moves
+  // (not bounded by step_is_safe) do not carry.
+  const double w = largest_in(weights);
+  if (std::isfinite(w) && std::isfinite(largest_in(biases)) && check_moments()) {
+    weights_bound_ = w;
+    return true;
+  }
   restore_snapshot();
   return false;
 }

@@ -403,3 +403,32 @@ def test_a_first_moment_set_near_the_largest_value_cannot_overflow_a_weight(
     net.set_optimizer_state(s)
     for _ in range(4):
         assert_finite_or_undone(net, lambda: net.train_step(X, T, opt))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("step", ["online", "batch", "apply_gradients"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weight_decay_of_a_weight_a_careful_step_left_near_the_largest_value_cannot_overflow(
+        backend: str, step: str, dtype: str) -> None:
+    # The native guard carries its bound on max|W| (weight decay adds wd·w to every gradient)
+    # from step to step, growing it by each unguarded step's largest move. A careful step's move
+    # is not bounded so: the weights it keeps must be measured, or the next step's decay of a
+    # weight it left near the largest value overflows unguarded. The first step measures the
+    # ordinary weights; zero inputs then leave weight decay as the only gradient.
+    net = unbiased(backend, [2, 3, 1], dtype, normal_weights(dtype))
+    decay = dp.SGD(lr=0.1, weight_decay=5.0)
+    rows = 1 if step == "online" else 4
+    X, T = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
+    assert math.isfinite(net.train_step(np.ones((4, 2), dtype), np.ones((4, 1), dtype), decay))
+    huge = np.zeros(net.n_parameters, dtype)
+    huge[0] = -np.finfo(dtype).max * 0.9
+    assert net.apply_gradients(huge, dp.SGD(lr=0.5))  # careful, finite, so kept
+    assert net.get_weights()[0][0][0, 0] > np.finfo(dtype).max / 4
+    no_gradients = np.zeros(net.n_parameters, dtype)
+    kept = []
+    for _ in range(4):
+        if step == "apply_gradients":
+            kept.append(assert_finite_or_undone(net, lambda: net.apply_gradients(no_gradients, decay)))
+        else:
+            kept.append(assert_finite_or_undone(net, lambda: net.train_step(X, T, decay)))
+    assert not all(kept)  # 5·w does overflow

@@ -60,7 +60,7 @@ inline double finish_rows(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_
       apply_update_rows<vector_bytes>(ep.step, ep.param + at, n, tile, ldt,
                                       ep.m ? ep.m + at : nullptr, ep.v ? ep.v + at : nullptr, rows,
                                       std::size_t(cols), true);
-      return ep.measure == Measure::output ? largest_of_rows(ep.param + at, n) : 0;
+      return 0;
   }
   return 0;
 }

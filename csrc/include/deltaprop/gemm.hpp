@@ -34,8 +34,7 @@ enum class EpilogueKind : int {
 
 // What gemm measures while each finished tile is still in L1, and returns: max |A·B| over every
 // product before the epilogue, max |C| over every element the epilogue writes (bias_activation
-// and derivative; for the optimizer, max |param| over the parameters it updated), or nothing
-// (it returns 0).
+// and derivative), or nothing (it returns 0).
 enum class Measure : int { nothing, products, output };
 
 template <typename T>
@@ -51,7 +50,7 @@ struct Epilogue {
   T* v = nullptr;
   OptimizerStep<T> step{};
   bool keep_gradient = false;
-  Measure measure = Measure::nothing;  // products: bias_activation only
+  Measure measure = Measure::nothing;  // products and output: not the optimizer
 };
 
 // C (row-major, leading dimension ldc) receives the product. With the optimizer epilogue and

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -63,7 +64,7 @@ class Network {
   bool moments_unchecked = false;
   bool check_moments();
   // To be called by whatever writes `weights` other than a step (set_weights, a restore).
-  void weights_changed() { weights_measured_ = false; }
+  void weights_changed() { weights_bound_ = std::numeric_limits<double>::infinity(); }
 
   // Output activations of `rows` samples (row-major, sizes[0] features each) into out.
   void forward(const T* x, std::size_t rows, T* out);
@@ -146,22 +147,22 @@ class Network {
   // The same bound for gradients given whole (apply_gradients): max|g| itself.
   bool gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
                           const OptimizerStep<T>& opt);
-  // Whether a step with gradients at most g keeps everything finite (network.cpp).
+  // Whether a step with gradients at most g, before weight decay, keeps everything finite
+  // (network.cpp).
   bool step_is_safe(const OptimizerStep<T>& opt, double g);
   // An upper bound on every first moment's magnitude: exact where check_moments measures them,
   // then carried by each unguarded step (first_moments_after_, from step_is_safe).
   double first_moments_ = 0, first_moments_after_ = 0;
-  // What weight decay adds to layer l's gradient at most, wd·max|W_l|, only for a step that
-  // decays weights: weights near the largest value (set from outside, or left by a careful step)
-  // times a decay above 1, which lr·wd <= 1 allows, overflow the sum. max|W_l| is what the last
-  // step's gradient GEMM measured where its epilogue decayed the weights (tile by tile, in L1),
-  // or else a scan. Scanned before every step, the weights cost an MNIST-shaped fit with weight
-  // decay at 2 threads 14% (tiles the other thread had just written), 1% measured so; where no
-  // other thread wrote them (the online step's), measuring as the update writes them costs as
-  // much as the scan (64-128-64-10 online with momentum: 0.84 and 0.83).
-  double largest_decay(std::size_t l, const OptimizerStep<T>& opt) const;
-  std::vector<double> weights_largest_;  // per layer, valid while weights_measured_
-  bool weights_measured_ = false;
+  // What weight decay adds to a gradient at most, wd·max|W|, for a step that decays weights:
+  // weights near the largest value (set from outside, or left by a careful step) times a decay
+  // above 1, which lr·wd <= 1 allows, overflow the sum. weights_bound_ bounds every weight's
+  // magnitude: infinite where unknown (weights_changed, a careful step), measured by a scan, then
+  // carried like the first moments, as an unguarded step moves no parameter by more than its
+  // largest_move_ (step_is_safe); rescanned only where the carried bound would fail the guard.
+  // A scan before every step cost 64-128-64-10 online with momentum and weight decay 17%, and an
+  // MNIST-shaped fit at 2 threads 14% (it read tiles the other thread had just written).
+  double decay_bound(const OptimizerStep<T>& opt);
+  double weights_bound_ = std::numeric_limits<double>::infinity(), largest_move_ = 0;
   struct Snapshot {
     std::vector<Buffer<T>> weights, biases, m_weights, m_biases, v_weights, v_biases;
     std::int64_t step = 0;
@@ -179,11 +180,15 @@ class Network {
   bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                            double x_largest);
   bool guard_from_magnitudes(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
-  // After the update: an unguarded step carries the first moments' bound (step_is_safe); a
-  // careful one is checked, and undone if it left anything not finite (network.cpp).
+  // After the update: an unguarded step carries the bounds on the first moments and the weights
+  // (step_is_safe); a careful one is checked, and undone if it left anything not finite
+  // (network.cpp).
   bool guard_after_update(bool careful) {
     if (careful) return check_careful_update();
     first_moments_ = first_moments_after_;
+    // (1 + 2ε): a weight's rounding, which would otherwise compound over millions of steps.
+    constexpr double rounding = 1 + 2 * double(std::numeric_limits<T>::epsilon());
+    weights_bound_ = (weights_bound_ + largest_move_) * rounding;
     return true;
   }
   bool check_careful_update();
