@@ -55,6 +55,13 @@ def _alpha(alpha: Any) -> float:
     return float(alpha)
 
 
+def _layer(W: Any, activation: str, allowed: Any, alpha: Any) -> tuple[np.ndarray, float]:
+    """A layer's weights (as an array of their own dtype) and alpha, its activation checked."""
+    check_name("activation", activation, allowed)
+    alpha = _alpha(alpha)
+    return _array(W, "W", _dtype_of(W), (None, None)), alpha
+
+
 def forward(A_prev: Any, W: Any, b: Any, activation: str = "sigmoid", alpha: float = 0.01,
             backend: str = "native") -> np.ndarray:
     """Return ``A = g(A_prev W + b)`` for one layer.
@@ -72,13 +79,10 @@ def forward(A_prev: Any, W: Any, b: Any, activation: str = "sigmoid", alpha: flo
     backend : {"native", "reference"}
     """
     module = get_backend(backend)
-    check_name("activation", activation, ACTIVATIONS)
-    alpha = _alpha(alpha)
-    dtype = _dtype_of(W)
-    Wc = _array(W, "W", dtype, (None, None))
+    Wc, alpha = _layer(W, activation, ACTIVATIONS, alpha)
     n_in, n_out = Wc.shape
-    A = _array(A_prev, "A_prev", dtype, (None, n_in))
-    bc = None if b is None else _array(b, "b", dtype, (n_out,))
+    A = _array(A_prev, "A_prev", Wc.dtype, (None, n_in))
+    bc = None if b is None else _array(b, "b", Wc.dtype, (n_out,))
     return module.forward_layer(A, Wc, bc, activation, alpha)
 
 
@@ -126,13 +130,10 @@ def delta(D: Any, W: Any, A_prev: Any, activation: str = "sigmoid", alpha: float
         Layer ``l-1``'s activation (not softmax).
     """
     module = get_backend(backend)
-    check_name("activation", activation, HIDDEN_ACTIVATIONS)
-    alpha = _alpha(alpha)
-    dtype = _dtype_of(W)
-    Wc = _array(W, "W", dtype, (None, None))
+    Wc, alpha = _layer(W, activation, HIDDEN_ACTIVATIONS, alpha)
     n_in, n_out = Wc.shape
-    Dc = _array(D, "D", dtype, (None, n_out))
-    A = _array(A_prev, "A_prev", dtype, (Dc.shape[0], n_in))
+    Dc = _array(D, "D", Wc.dtype, (None, n_out))
+    A = _array(A_prev, "A_prev", Wc.dtype, (Dc.shape[0], n_in))
     return module.delta(Dc, Wc, A, activation, alpha)
 
 
