@@ -168,7 +168,7 @@ void Network<T>::reserve_rows(std::size_t rows) {
 }
 
 template <typename T>
-void Network<T>::forward_pass(const T* x, std::size_t rows) {
+void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure) {
   const T* in = x;
   for (std::size_t l = 1; l <= n_layers(); ++l) {
     const bool hidden = l < n_layers();
@@ -178,12 +178,12 @@ void Network<T>::forward_pass(const T* x, std::size_t rows) {
     ep.activation = hidden ? activations_[l - 1] : Activation::identity;
     ep.alpha = alpha_;
     ep.bias = bias_ ? biases[l - 1].data() : nullptr;
-    ep.measure = hidden ? Measure::output : Measure::nothing;
+    ep.measure = hidden && measure ? Measure::output : Measure::nothing;
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
     const double largest = gemm<T>(rows, n_out, n_in, row_major(in, n_in),
                                    row_major(weights[l - 1].data(), n_out), a_[l].data(), n_out, ep);
-    if (hidden) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
+    if (hidden && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
     in = a_[l].data();
   }
 }
@@ -413,7 +413,7 @@ void Network<T>::forward(const T* x, std::size_t rows, T* out) {
   for (std::size_t start = 0; start < rows; start += forward_chunk) {
     const std::size_t chunk = std::min(forward_chunk, rows - start);
     reserve_rows(chunk);
-    forward_pass(x + start * sizes_[0], chunk);
+    forward_pass(x + start * sizes_[0], chunk, false);
     output_pass(nullptr, chunk, false);
     std::memcpy(out + start * n_out, a_[n_layers()].data(), chunk * n_out * sizeof(T));
   }
@@ -425,7 +425,7 @@ double Network<T>::loss(const T* x, const T* t, std::size_t rows) {
   for (std::size_t start = 0; start < rows; start += forward_chunk) {
     const std::size_t chunk = std::min(forward_chunk, rows - start);
     reserve_rows(chunk);
-    forward_pass(x + start * sizes_[0], chunk);
+    forward_pass(x + start * sizes_[0], chunk, false);
     sum += output_pass(t + start * sizes_.back(), chunk, false);
   }
   return sum / static_cast<double>(rows);
@@ -435,7 +435,7 @@ template <typename T>
 double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std::vector<T*>& dw,
                              const std::vector<T*>& db) {
   reserve_rows(rows);
-  forward_pass(x, rows);
+  forward_pass(x, rows, false);
   const double sum = output_pass(t, rows, true);
   delta_pass(rows);
   gradient_pass(x, rows, dw, db, nullptr);
@@ -470,7 +470,7 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
                               double x_largest) {
   reserve_rows(rows);
   if (rows == 1) return online_step(x, t, opt);
-  forward_pass(x, rows);
+  forward_pass(x, rows, true);
   const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
   if (!std::isfinite(loss)) return loss;
   delta_pass(rows);

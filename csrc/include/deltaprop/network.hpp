@@ -123,11 +123,12 @@ class Network {
   std::vector<Buffer<T>> a_, d_, grad_;
   void reserve_rows(std::size_t rows);
 
-  // Forward through every layer from x (rows of sizes[0]); leaves Z_L in a_[L]. Each hidden
-  // layer's epilogue measures max|A_l| for the guard (step_magnitudes_), where the activations
-  // are still in L1: a pass of its own over them and the deltas took 1.4-1.6% of a digits- or
-  // MNIST-shaped fit (AMD EPYC, 1 thread), on one thread even when two were training.
-  void forward_pass(const T* x, std::size_t rows);
+  // Forward through every layer from x (rows of sizes[0]); leaves Z_L in a_[L]. For a training
+  // step (measure), each hidden layer's epilogue measures max|A_l| for the guard
+  // (step_magnitudes_), where the activations are still in L1: a pass of its own over them and
+  // the deltas took 1.4-1.6% of a digits- or MNIST-shaped fit (AMD EPYC, 1 thread), on one
+  // thread even when two were training. Predictions and losses need no measure.
+  void forward_pass(const T* x, std::size_t rows, bool measure);
   // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
   double output_pass(const T* t, std::size_t rows, bool with_delta);
   // Backward from D_L: every delta D_{L-1}..D_1 with the old weights first, then each layer's
