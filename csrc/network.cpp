@@ -198,7 +198,7 @@ double Network<T>::output_pass(const T* t, std::size_t rows, bool with_delta) {
 }
 
 template <typename T>
-void Network<T>::delta_pass(std::size_t rows) {
+void Network<T>::delta_pass(std::size_t rows, bool measure) {
   for (std::size_t l = n_layers(); l >= 2; --l) {  // D_{l-1} = (D_l W_lᵀ) ⊙ g'(A_{l-1})
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
@@ -207,7 +207,7 @@ void Network<T>::delta_pass(std::size_t rows) {
     ep.activation = activations_[l - 2];
     ep.alpha = alpha_;
     ep.out = a_[l - 1].data();
-    ep.measure = Measure::output;
+    ep.measure = measure ? Measure::output : Measure::nothing;
     step_magnitudes_[2 * (l - 2) + 1] =  // max|D_{l-1}|, for the guard
         gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out, row_major(d_[l].data(), n_out),
                 transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep);
@@ -437,7 +437,7 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
   reserve_rows(rows);
   forward_pass(x, rows, false);
   const double sum = output_pass(t, rows, true);
-  delta_pass(rows);
+  delta_pass(rows, false);
   gradient_pass(x, rows, dw, db, nullptr);
   return sum / static_cast<double>(rows);
 }
@@ -473,7 +473,7 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
   forward_pass(x, rows, true);
   const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
   if (!std::isfinite(loss)) return loss;
-  delta_pass(rows);
+  delta_pass(rows, true);
   const bool careful = guard_before_update(x, rows, opt, x_largest);
   begin_step(opt);
   gradient_pass(x, rows, {}, {}, &opt);

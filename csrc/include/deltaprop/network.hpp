@@ -134,8 +134,8 @@ class Network {
   // Backward from D_L: every delta D_{L-1}..D_1 with the old weights first, then each layer's
   // gradient GEMM, whose epilogue either stores the gradient (dw/db non-empty) or applies `opt`
   // in place. All deltas exist before the first update, so the divergence guard can look at them;
-  // delta_pass's epilogues measure max|D_l| for it, as forward_pass's do max|A_l|.
-  void delta_pass(std::size_t rows);
+  // delta_pass's epilogues measure max|D_l| for it (measure), as forward_pass's do max|A_l|.
+  void delta_pass(std::size_t rows, bool measure);
   void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt);
 
