@@ -208,9 +208,10 @@ void Network<T>::delta_pass(std::size_t rows, bool measure) {
     ep.alpha = alpha_;
     ep.out = a_[l - 1].data();
     ep.measure = measure ? Measure::output : Measure::nothing;
-    step_magnitudes_[2 * (l - 2) + 1] =  // max|D_{l-1}|, for the guard
+    const double largest =
         gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out, row_major(d_[l].data(), n_out),
                 transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep);
+    if (measure) step_magnitudes_[2 * (l - 2) + 1] = largest;  // max|D_{l-1}|, for the guard
   }
 }
 
