@@ -3,7 +3,7 @@
 ``forward_layer`` with the identity and no bias is ``A W`` (both row-major), ``delta`` with the
 identity is ``D Wᵀ`` (B transposed) and ``update`` with lr = 1 subtracts ``Aᵀ D`` (A transposed,
 split over k when the batch exceeds the kc blocking). Sizes straddle the microkernel tiles
-(MR = 4/6, NR = 4/8/16/32) and kc = 128/256, as XNNPACK lists its kernel tests: m < MR,
+(MR = 4/6/8, NR = 4/8/16/32) and kc = 256, as XNNPACK lists its kernel tests: m < MR,
 n < NR, k = 1, and every remainder; and wide enough for A to be packed.
 """
 
@@ -18,7 +18,9 @@ from deltaprop import _native
 
 ISAS = list(_native.cpu_info()["isas_supported"])
 EDGES = [1, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 33]
-K_EDGES = [1, 2, 7, 127, 128, 129, 255, 256, 257, 300, 513]
+# k = kc + kc/8 = 288 runs as one block deeper than kc, 289 as two: the last block takes in a
+# remainder of up to kc/8 (784 = 256 + 256 + 272).
+K_EDGES = [1, 2, 7, 127, 128, 129, 255, 256, 257, 288, 289, 300, 513, 784]
 # Beyond those: every width of an edge panel and tile on the packed path (n = 2..40 over NR =
 # 8/16/32, rows copied in overlapping fixed-size moves); and from 512 columns per thread on, where
 # A is packed rather than read in place: n = 1030 (and k = 1030 for delta's output) takes that
