@@ -61,6 +61,19 @@ def normal_weights(dtype: str) -> list:
     return [rng.normal(0, 0.5, (2, 3)).astype(dtype), rng.normal(0, 0.5, (3, 1)).astype(dtype)]
 
 
+def decay_only_steps(net, step: str, dtype: str, opt, n: int = 4) -> list[bool]:
+    """``n`` steps of a 2-input, 1-output network whose only gradient is weight decay's: the online
+    or batched ``train_step`` on zero inputs and targets, or ``apply_gradients`` of zeros. Each
+    leaves the state finite or undoes itself; returns which were kept."""
+    rows = 1 if step == "online" else 4
+    X, T = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
+    no_gradients = np.zeros(net.n_parameters, dtype)
+    if step == "apply_gradients":
+        return [assert_finite_or_undone(net, lambda: net.apply_gradients(no_gradients, opt))
+                for _ in range(n)]
+    return [assert_finite_or_undone(net, lambda: net.train_step(X, T, opt)) for _ in range(n)]
+
+
 def problem(dtype: str, seed: int = 0):
     spec = NetSpec.build([2, 3, 1], activation="identity", loss="mse", dtype=dtype)
     rng = np.random.default_rng(seed)
@@ -343,22 +356,15 @@ def test_weight_decay_of_a_weight_near_the_largest_value_cannot_overflow(
     # weight near the largest value (finite, so set_weights takes it) times a decay of 0.5 or 5
     # (lr·wd <= 1 allows either) overflowed a moment or the sum within two steps, with no
     # snapshot to undo it. Zero inputs keep the products and the loss finite (no biases). The
-    # first step decays ordinary weights, so the native update has measured them (the guard
-    # reuses that measure), and set_weights then brings the huge one.
+    # first step decays ordinary weights, so the native guard carries a bound measured from them,
+    # and set_weights then brings the huge one.
     W = normal_weights(dtype)
     net = unbiased(backend, [2, 3, 1], dtype, W)
     opt = make_opt()
-    rows = 1 if step == "online" else 4
-    X, T = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
     assert math.isfinite(net.train_step(np.ones((4, 2), dtype), np.ones((4, 1), dtype), opt))
     W[0][0, 0] = np.finfo(dtype).max * 0.9
     net.set_weights(W, None)
-    no_gradients = np.zeros(net.n_parameters, dtype)
-    for _ in range(4):
-        if step == "apply_gradients":
-            assert_finite_or_undone(net, lambda: net.apply_gradients(no_gradients, opt))
-        else:
-            assert_finite_or_undone(net, lambda: net.train_step(X, T, opt))
+    decay_only_steps(net, step, dtype, opt)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -417,18 +423,9 @@ def test_weight_decay_of_a_weight_a_careful_step_left_near_the_largest_value_can
     # ordinary weights; zero inputs then leave weight decay as the only gradient.
     net = unbiased(backend, [2, 3, 1], dtype, normal_weights(dtype))
     decay = dp.SGD(lr=0.1, weight_decay=5.0)
-    rows = 1 if step == "online" else 4
-    X, T = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
     assert math.isfinite(net.train_step(np.ones((4, 2), dtype), np.ones((4, 1), dtype), decay))
     huge = np.zeros(net.n_parameters, dtype)
     huge[0] = -np.finfo(dtype).max * 0.9
     assert net.apply_gradients(huge, dp.SGD(lr=0.5))  # careful, finite, so kept
     assert net.get_weights()[0][0][0, 0] > np.finfo(dtype).max / 4
-    no_gradients = np.zeros(net.n_parameters, dtype)
-    kept = []
-    for _ in range(4):
-        if step == "apply_gradients":
-            kept.append(assert_finite_or_undone(net, lambda: net.apply_gradients(no_gradients, decay)))
-        else:
-            kept.append(assert_finite_or_undone(net, lambda: net.train_step(X, T, decay)))
-    assert not all(kept)  # 5·w does overflow
+    assert not all(decay_only_steps(net, step, dtype, decay))  # 5·w does overflow
