@@ -26,8 +26,10 @@ K_EDGES = [1, 2, 7, 127, 128, 129, 255, 256, 257, 288, 289, 300, 513, 784]
 # A is packed rather than read in place: n = 1030 (and k = 1030 for delta's output) takes that
 # path at 1 and 2 threads; with m = 270, 2 threads split C by rows, each packing its half of A.
 # m = 737 with A packed runs row blocks of 240, 240 and two that share the rest (132 and 125
-# rows) at 1 thread, two of 184 at 2.
+# rows) at 1 thread, two of 184 at 2. With n = 1 the update's product Aᵀ D runs unpacked as
+# one row of Cᵀ, in blocks of 256 of its k rows: k = 255 ... 1030 end in a block's every edge.
 SHAPES = sorted(set(itertools.product([1, 5, 6, 7, 13], EDGES, [1, 9])) |
+                set(itertools.product([2, 300], [1], [255, 256, 257, 1030])) |
                 set(itertools.product([2, 6, 25], [1, 8, 33], K_EDGES)) |
                 set(itertools.product([25], range(2, 41), [300])) |
                 set(itertools.product([7, 25], [1030], [1, 33, 300, 1030])) |

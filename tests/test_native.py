@@ -185,20 +185,44 @@ def test_forward_loss_and_gradients(isa: str, hidden: str, output: tuple[str, st
 def test_cross_entropy_rows_in_lanes_equal_rows_one_at_a_time(isa: str, dtype: type) -> None:
     """The output pass takes softmax and cross-entropy eight rows at a time, one row per vector
     lane (output.cpp), and the rows that do not fill a vector one at a time: both must give
-    every row the same bits."""
+    every row the same bits. A row alone and the batch take different GEMM paths (unpacked and
+    packed), which sum in different orders; inputs and weights in eighths and quarters make
+    every logit exact either way, so the logits' bits are the same and the output pass's differ
+    only if the lanes do."""
     rows = 21
-    spec, W, b, X, T = make_problem([7, 9, 10], "tanh", ("cross_entropy", "softmax"), dtype,
-                                    True, rows=rows, seed=3)
+    rng = np.random.default_rng(3)
+    spec = NetSpec.build([7, 10], loss="cross_entropy", output_activation="softmax", bias=True,
+                         dtype=dtype)
+    X = (rng.integers(-8, 9, (rows, 7)) / 4).astype(dtype)
+    W = (rng.integers(-8, 9, (7, 10)) / 8).astype(dtype)
+    b = (rng.integers(-8, 9, 10) / 8).astype(dtype)
+    T = np.eye(10, dtype=dtype)[rng.integers(0, 10, rows)]
     X[4] = X[3]  # ties between rows change nothing; ties within a row:
-    W[1][:, 5] = W[1][:, 2]
-    b[1][5] = b[1][2]
-    nat = native.Network(spec, W, b)
+    W[:, 5] = W[:, 2]
+    b[5] = b[2]
+    nat = native.Network(spec, [W], [b])
     one_at_a_time = [nat.forward(X[i:i + 1]) for i in range(rows)]
     np.testing.assert_array_equal(nat.forward(X), np.concatenate(one_at_a_time))
     total = 0.0
     for i in range(rows):  # output_row's losses, added in row order as the pass adds them
         total += nat.loss(X[i:i + 1], T[i:i + 1])
     assert nat.loss(X, T) == total / rows
+
+
+# A row alone runs the unpacked loops, a batch the packed kernel; the unpacked loops sum each
+# element as the kernel does (in depth blocks of 256 from 289 terms on: 784 = 256 + 256 + 272),
+# so a sample's prediction does not depend on the batch it comes in (scikit-learn's
+# check_methods_subset_invariance asks the same). Widths of 37 and 10 end in columns short of a
+# vector; a layer of one unit is unpacked in the batch too.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", [[784, 37, 10], [300, 64, 3], [20, 33, 1], [289, 16, 8]])
+def test_a_row_predicted_alone_has_the_bits_it_has_in_a_batch(isa: str, dtype: type,
+                                                              sizes: list[int]) -> None:
+    spec, W, b, X, _ = make_problem(sizes, "tanh", ("mse", "identity"), dtype, True, rows=40)
+    nat = native.Network(spec, W, b)
+    batch = nat.forward(X)
+    for i in (0, 17, 39):
+        np.testing.assert_array_equal(nat.forward(X[i:i + 1]), batch[i:i + 1])
 
 
 @pytest.mark.parametrize("lanes", [False, True])
@@ -467,9 +491,8 @@ def test_update(isa: str, dtype: type, bias: bool, rows: int) -> None:
 
 
 # The packed GEMM's epilogue for every activation, at the tile widths it gets as compile-time
-# constants (8, 16 and 32 columns) and at edges beside them: the layers above are small enough
-# for the unpacked path. The forward pass's tiles are n_out wide, the delta's n_in, the update's
-# n_out.
+# constants (8, 16 and 32 columns) and at edges beside them. The forward pass's tiles are n_out
+# wide, the delta's n_in, the update's n_out.
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("width", [8, 10, 16, 32, 37])
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
@@ -485,11 +508,13 @@ def test_epilogue_of_packed_tiles(isa: str, dtype: type, width: int, activation:
 # Products large enough for the loop nest's other paths: at 2 threads the forward products of
 # 200 rows split C by columns with A packed (each thread all of it), of 400 rows by rows (each
 # thread all of B); 1100 deep is five kc blocks, and 3300 wide two nc blocks on one thread. (At
-# 3 threads the 1100-wide products read A in place, in column chunks.) The same bits on 1, 2
-# and 3 threads, and the reference's values, on each ISA.
+# 3 threads the 1100-wide products read A in place, in column chunks.) One output unit of 4100
+# inputs takes the unpacked loops on 2 and 3 threads: the update's blocks of 256 of W's rows,
+# and the forward's and delta's rows, shared between them. The same bits on 1, 2 and 3
+# threads, and the reference's values, on each ISA.
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows, n_in, n_out", [(200, 1100, 1100), (400, 1100, 1100),
-                                               (100, 300, 3300)])
+                                               (100, 300, 3300), (800, 4100, 1)])
 def test_large_products_on_any_thread_count(isa: str, dtype: type, rows: int, n_in: int,
                                             n_out: int, restore_threads: None) -> None:
     A, W, b, D = layer_arrays(dtype, rows=rows, n_in=n_in, n_out=n_out)

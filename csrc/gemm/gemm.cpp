@@ -15,6 +15,7 @@
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/magnitude.hpp"
 #include "transpose.hpp"
+#include "unpacked.hpp"
 
 namespace deltaprop {
 
@@ -90,33 +91,6 @@ double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, s
     default: break;
   }
   return finish_rows<vector_bytes>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
-}
-
-// Direct loops for products too small or thin to repay packing (batch 1, one output unit):
-// one output row at a time, as axpys over rows of B or as dot products over its columns.
-template <typename T>
-void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-                  MatrixView<T> b, T* row) {
-  if (b.cs == 1) {
-    std::fill(row, row + n, T(0));
-    for (std::ptrdiff_t p = 0; p < k; ++p) {
-      const T aip = a(i, p);
-      const T* b_row = b.data + p * b.rs;
-      for (std::ptrdiff_t j = 0; j < n; ++j) row[j] += aip * b_row[j];
-    }
-  } else {
-    // Eight partial sums in a fixed pattern: vectorisable, and the same order every run.
-    for (std::ptrdiff_t j = 0; j < n; ++j) {
-      T partial[8] = {};
-      std::ptrdiff_t p = 0;
-      for (; p + 8 <= k; p += 8)
-        for (int u = 0; u < 8; ++u) partial[u] += a(i, p + u) * b(p + u, j);
-      T sum = 0;
-      for (; p < k; ++p) sum += a(i, p) * b(p, j);
-      for (int u = 0; u < 8; ++u) sum += partial[u];
-      row[j] = sum;
-    }
-  }
 }
 
 // A block of C at least this wide reuses each A panel across so many B panels that packing it
@@ -223,15 +197,15 @@ template <typename T>
 struct ElementLoops {
   double (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
                         std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t, T*, std::ptrdiff_t);
-  void (*unpacked_row)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<T>,
-                       MatrixView<T>, T*);
+  void (*unpacked_row)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                       MatrixView<T>, MatrixView<T>, T*);
   void (*pack_a)(MatrixView<T>, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
                  int, T*);
   void (*pack_b)(MatrixView<T>, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
                  int, T*);
 };
 
-#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, vector_bytes, block_transposes)          \
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, vector_bytes, block_transposes, fused)   \
   template <typename T>                                                                          \
   attributes double finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n,              \
                                          std::ptrdiff_t i0, std::ptrdiff_t j0, std::ptrdiff_t rows, \
@@ -241,8 +215,9 @@ struct ElementLoops {
   }                                                                                              \
   template <typename T>                                                                          \
   attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
-                                        MatrixView<T> a, MatrixView<T> b, T* row) {              \
-    unpacked_row(i, n, k, a, b, row);                                                            \
+                                        std::ptrdiff_t kc, MatrixView<T> a, MatrixView<T> b,     \
+                                        T* row) {                                                \
+    unpacked_row<vector_bytes, fused>(i, n, k, kc, a, b, row);                                   \
   }                                                                                              \
   template <typename T>                                                                          \
   attributes void pack_a_##suffix(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0,        \
@@ -255,11 +230,17 @@ struct ElementLoops {
     pack_b<T, block_transposes>(b, p0, j0, kc, cols, nr, dst);                                   \
   }
 
-DELTAPROP_ELEMENT_LOOPS(generic, __attribute__((flatten)), 32, false)
+// The baseline's multiply-adds are fused where its instruction set has them (AArch64, not x86-64).
+#if defined(__FP_FAST_FMA) && defined(__FP_FAST_FMAF)
+constexpr bool baseline_fuses = true;
+#else
+constexpr bool baseline_fuses = false;
+#endif
+DELTAPROP_ELEMENT_LOOPS(generic, __attribute__((flatten)), 32, false, baseline_fuses)
 #if DELTAPROP_X86
-DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), 32, true)
+DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), 32, true, true)
 DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)),
-                        64, true)
+                        64, true, true)
 #endif
 #undef DELTAPROP_ELEMENT_LOOPS
 
@@ -281,13 +262,32 @@ template <typename T>
 double gemm_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
                      MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
   const ElementLoops<T> loops = element_loops<T>();
+  const std::ptrdiff_t kc = gemm_kernel<T>(n).kc;  // as a packed product of C's width sums
+  // Rows go through the epilogue a block at a time: for rows of a few output units one call a
+  // row cost more than the sums (a 13-64-1 network at batch 32 trained 1.3× faster).
+  constexpr std::ptrdiff_t block_elements = 256;
+  // One column of C from an A whose columns are contiguous (Aᵀ D, the gradient of a layer with
+  // one output unit) is computed as the row Cᵀ = Bᵀ Aᵀ, axpys over A's columns: row by row it
+  // was a dot product down each column of A, a cache line a multiply-add (the update of a 512×1
+  // W at batch 256 took 366 µs). Its blocks of rows start at fixed multiples of block_elements,
+  // whatever the thread count, so each sum runs in the same vector or tail loop every time.
+  const bool column_of_a_transposed = n == 1 && a.rs == 1 && a.cs != 1;
+  const std::ptrdiff_t block_rows =
+      column_of_a_transposed ? block_elements : std::max<std::ptrdiff_t>(1, block_elements / n);
+  const std::ptrdiff_t blocks = (m + block_rows - 1) / block_rows;
   return largest_on_threads(threads_for(double(m) * n * k), [&](std::ptrdiff_t team,
                                                                 std::ptrdiff_t me, double& largest) {
-    thread_local Buffer<T> row_buffer;
-    T* row = reserve(row_buffer, static_cast<std::size_t>(n));
-    for (std::ptrdiff_t i = m * me / team; i < m * (me + 1) / team; ++i) {
-      loops.unpacked_row(i, n, k, a, b, row);
-      largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, row, n, c, ldc));
+    thread_local Buffer<T> rows_buffer;
+    T* rows = reserve(rows_buffer, static_cast<std::size_t>(std::min(block_rows, m) * n));
+    for (std::ptrdiff_t block = blocks * me / team; block < blocks * (me + 1) / team; ++block) {
+      const std::ptrdiff_t i0 = block * block_rows, count = std::min(block_rows, m - i0);
+      if (column_of_a_transposed)
+        loops.unpacked_row(0, count, k, kc, MatrixView<T>{b.data, b.cs, b.rs},
+                           MatrixView<T>{a.data + i0, a.cs, 1}, rows);
+      else
+        for (std::ptrdiff_t r = 0; r < count; ++r)
+          loops.unpacked_row(i0 + r, n, k, kc, a, b, rows + r * n);
+      largest = larger_magnitude(largest, loops.finish_tile(ep, n, i0, 0, count, n, rows, n, c, ldc));
     }
   });
 }
@@ -326,13 +326,7 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   const int mr = kt.mr, nr = kt.nr;
   const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
   thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
-  // The last depth block takes in a remainder of up to an eighth of kc: k = 784 (MNIST's inputs)
-  // ran as 256 + 256 + 256 + 16, and the block of 16 paid a pass over C's partial sums and a
-  // packing of B for few multiply-adds. As 256 + 256 + 272, an MNIST-shaped fit trained 1.1%
-  // faster at 1 thread and 0.8% at 2 (8 of 8 paired rounds each); blocks of equal depth (4 × 196,
-  // 3 × 262) were faster at 1 thread but made 128×784 · 784×256 at 2 threads 4-10% slower.
-  const std::ptrdiff_t kc_stretch = kc_max / 8;
-  const std::ptrdiff_t kc_cap = std::min(k, kc_max + kc_stretch);
+  const std::ptrdiff_t kc_cap = std::min(k, kc_max + kc_max / 8);  // the deepest block (depth_block)
   const std::ptrdiff_t block_rows = i_end - i_begin;
   T* packed_a = reserve(packed_a_buffer, static_cast<std::size_t>(
                                              (std::min(block_rows, mc_max) + mr - 1) / mr * mr * kc_cap));
@@ -387,7 +381,7 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
     const std::ptrdiff_t n_panels = (nc + nr - 1) / nr;
     auto panel_in_place = [&](std::ptrdiff_t jr) { return b_in_place && nc - jr * nr >= nr; };
     for (std::ptrdiff_t pc = 0, kc = 0; pc < k; pc += kc) {
-      kc = k - pc <= kc_max + kc_stretch ? k - pc : kc_max;
+      kc = depth_block(k, pc, kc_max);
       const bool first = pc == 0, last = pc + kc == k;
       if (!b_in_place)
         loops.pack_b(b, pc, jc, kc, nc, nr, packed_b);
@@ -541,9 +535,12 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
       largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc));
     return largest;
   }
-  // Packing pays from ~16 multiply-adds per output element on: 32×64·64×10 runs 3.6× faster
-  // packed than as axpys over 10-wide rows.
-  if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 4096.0)
+  // A product of one row, one column or depth 1 runs unpacked; otherwise packing pays from ~128
+  // multiply-adds on, even for a few rows, columns and k: at batch 4 a 4-16-3 network trained
+  // 1.16× faster with its 192-multiply-add products packed, and at batch 16 a 3-5-2 one 1.14×,
+  // while a 4-8-3 at batch 2 (products of 48-64) trained 1.35× faster unpacked. (The limit was
+  // 4096, from when the unpacked loops summed in memory.)
+  if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 128.0)
     return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
   return gemm_packed(m, n, k, a, b, c, ldc, ep);
 }
