@@ -77,8 +77,8 @@ void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, std::ptr
                   MatrixView<T> a, MatrixView<T> b, T* row) {
   typedef T V __attribute__((vector_size(vector_bytes)));
   constexpr int w = vector_bytes / sizeof(T);
-  std::ptrdiff_t j = 0;
   if (b.cs == 1 && n > 1) {
+    std::ptrdiff_t j = 0;
     for (; j + 4 * w <= n; j += 4 * w) sums_in_depth_blocks<V, 4, fused>(i, j, k, kc, a, b, row);
     for (; j + w <= n; j += w) sums_in_depth_blocks<V, 1, fused>(i, j, k, kc, a, b, row);
     if (j < n)
@@ -86,7 +86,7 @@ void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, std::ptr
                           std::make_integer_sequence<int, w - 1>{});
     return;
   }
-  for (; j < n; ++j) {
+  for (std::ptrdiff_t j = 0; j < n; ++j) {
     T partial[8] = {};
     std::ptrdiff_t p = 0;
     for (; p + 8 <= k; p += 8)
