@@ -205,7 +205,7 @@ struct ElementLoops {
                  int, T*);
 };
 
-#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, vector_bytes, block_transposes, fused)   \
+#define DELTAPROP_ELEMENT_LOOPS(suffix, attributes, vector_bytes, block_transposes)          \
   template <typename T>                                                                          \
   attributes double finish_tile_##suffix(const Epilogue<T>& ep, std::ptrdiff_t n,              \
                                          std::ptrdiff_t i0, std::ptrdiff_t j0, std::ptrdiff_t rows, \
@@ -217,7 +217,7 @@ struct ElementLoops {
   attributes void unpacked_row_##suffix(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k,    \
                                         std::ptrdiff_t kc, MatrixView<T> a, MatrixView<T> b,     \
                                         T* row) {                                                \
-    unpacked_row<vector_bytes, fused>(i, n, k, kc, a, b, row);                                   \
+    unpacked_row<vector_bytes>(i, n, k, kc, a, b, row);                                          \
   }                                                                                              \
   template <typename T>                                                                          \
   attributes void pack_a_##suffix(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0,        \
@@ -230,17 +230,11 @@ struct ElementLoops {
     pack_b<T, block_transposes>(b, p0, j0, kc, cols, nr, dst);                                   \
   }
 
-// The baseline's multiply-adds are fused where its instruction set has them (AArch64, not x86-64).
-#if defined(__FP_FAST_FMA) && defined(__FP_FAST_FMAF)
-constexpr bool baseline_fuses = true;
-#else
-constexpr bool baseline_fuses = false;
-#endif
-DELTAPROP_ELEMENT_LOOPS(generic, __attribute__((flatten)), 32, false, baseline_fuses)
+DELTAPROP_ELEMENT_LOOPS(generic, __attribute__((flatten)), 32, false)
 #if DELTAPROP_X86
-DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), 32, true, true)
+DELTAPROP_ELEMENT_LOOPS(avx2, __attribute__((target("avx2,fma"), flatten)), 32, true)
 DELTAPROP_ELEMENT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), flatten)),
-                        64, true, true)
+                        64, true)
 #endif
 #undef DELTAPROP_ELEMENT_LOOPS
 

@@ -3,10 +3,8 @@
 // compiles a copy of these loops for each ISA, as it does the epilogues and the packing.
 #pragma once
 
-#include <cmath>
 #include <cstddef>
 #include <cstring>
-#include <type_traits>
 #include <utility>
 
 #include "deltaprop/gemm.hpp"
@@ -23,44 +21,53 @@ inline std::ptrdiff_t depth_block(std::ptrdiff_t k, std::ptrdiff_t pc, std::ptrd
   return k - pc <= kc_max + kc_max / 8 ? k - pc : kc_max;
 }
 
-// Sums of `count` S-wide runs of row i of C from column j (S a vector or a scalar), added as the
-// packed kernel adds them: over k in order within a depth block, in registers, then each block's
-// sum to the earlier blocks'. Where the kernel's multiply-adds are fused (`fused`: the copies
-// for FMA hardware) so are these, by name for scalars: left to contraction, GCC vectorised a
-// few scalar columns' products across k and added them apart, rounding each product.
-template <typename S, int count, bool fused, typename T>
+// Sums of `count` vectors of row i of C from column j, the last holding `last_lanes` columns,
+// added as the packed kernel adds them: over k in order within a depth block, in registers, then
+// each block's sum to the earlier blocks'. The columns past the last vector are a short vector
+// too, as the kernel's are (its B panels are zero-padded), so that both contract into fused
+// multiply-adds alike, or both do not: as scalars, GCC vectorised a few such columns across k
+// at -O3 and added their products apart.
+// The first `lanes` columns at p as a vector, the rest zero: element by element, as a memcpy of a
+// short vector went through the stack and each load waited on the stores.
+template <typename V, typename T, int... lane>
+V load_lanes(const T* p, std::integer_sequence<int, lane...>) {
+  return V{p[lane]...};
+}
+
+template <typename V, int count, int last_lanes, typename T>
 void sums_in_depth_blocks(std::ptrdiff_t i, std::ptrdiff_t j, std::ptrdiff_t k, std::ptrdiff_t kc,
                           MatrixView<T> a, MatrixView<T> b, T* row) {
-  constexpr std::ptrdiff_t width = sizeof(S) / sizeof(T);
-  S total[count];
-  for (int c = 0; c < count; ++c) total[c] = S{};  // k >= 1: set by the first block
+  constexpr int width = sizeof(V) / sizeof(T);
+  auto lanes = [](int c) { return c + 1 == count ? last_lanes : width; };
+  V total[count];
+  for (int c = 0; c < count; ++c) total[c] = V{};  // k >= 1: set by the first block
   for (std::ptrdiff_t pc = 0, depth = 0; pc < k; pc += depth) {
     depth = depth_block(k, pc, kc);
-    S sum[count];
-    for (int c = 0; c < count; ++c) sum[c] = S{};
+    V sum[count];
+    for (int c = 0; c < count; ++c) sum[c] = V{};
     for (std::ptrdiff_t p = pc; p < pc + depth; ++p) {
       const T aip = a(i, p);
       const T* b_row = b.data + p * b.rs + j;
       for (int c = 0; c < count; ++c) {
-        S bv;
-        std::memcpy(&bv, b_row + c * width, sizeof(S));
-        if constexpr (fused && std::is_same_v<S, T>)
-          sum[c] = std::fma(aip, bv, sum[c]);
+        V bv;
+        if (lanes(c) == width)
+          std::memcpy(&bv, b_row + c * width, sizeof(V));
         else
-          sum[c] += aip * bv;
+          bv = load_lanes<V>(b_row + c * width, std::make_integer_sequence<int, last_lanes>{});
+        sum[c] += aip * bv;
       }
     }
     for (int c = 0; c < count; ++c) total[c] = pc == 0 ? sum[c] : sum[c] + total[c];
   }
-  for (int c = 0; c < count; ++c) std::memcpy(row + j + c * width, &total[c], sizeof(S));
+  for (int c = 0; c < count; ++c)
+    for (int l = 0; l < lanes(c); ++l) row[j + c * width + l] = total[c][l];
 }
 
-// The last `left` (< one vector) columns of the row as scalars in registers: a copy for each count.
-template <bool fused, typename T, int... counts>
+// The last `left` (< one vector) columns of the row: a copy for each count.
+template <typename V, typename T, int... counts>
 void last_columns(int left, std::ptrdiff_t i, std::ptrdiff_t j, std::ptrdiff_t k, std::ptrdiff_t kc,
                   MatrixView<T> a, MatrixView<T> b, T* row, std::integer_sequence<int, counts...>) {
-  ((left == counts + 1 ? sums_in_depth_blocks<T, counts + 1, fused>(i, j, k, kc, a, b, row)
-                       : void()),
+  ((left == counts + 1 ? sums_in_depth_blocks<V, 1, counts + 1>(i, j, k, kc, a, b, row) : void()),
    ...);
 }
 
@@ -72,18 +79,18 @@ void last_columns(int left, std::ptrdiff_t i, std::ptrdiff_t j, std::ptrdiff_t k
 // one before (a 13-64-1 regression network at batch 32 trained 2.3× faster for registers alone).
 // A row of one element, which is never packed, or a B read across its rows, is dot products of
 // eight partial sums in a fixed pattern.
-template <std::size_t vector_bytes, bool fused, typename T>
+template <std::size_t vector_bytes, typename T>
 void unpacked_row(std::ptrdiff_t i, std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t kc,
                   MatrixView<T> a, MatrixView<T> b, T* row) {
   typedef T V __attribute__((vector_size(vector_bytes)));
   constexpr int w = vector_bytes / sizeof(T);
   if (b.cs == 1 && n > 1) {
     std::ptrdiff_t j = 0;
-    for (; j + 4 * w <= n; j += 4 * w) sums_in_depth_blocks<V, 4, fused>(i, j, k, kc, a, b, row);
-    for (; j + w <= n; j += w) sums_in_depth_blocks<V, 1, fused>(i, j, k, kc, a, b, row);
+    for (; j + 4 * w <= n; j += 4 * w) sums_in_depth_blocks<V, 4, w>(i, j, k, kc, a, b, row);
+    for (; j + w <= n; j += w) sums_in_depth_blocks<V, 1, w>(i, j, k, kc, a, b, row);
     if (j < n)
-      last_columns<fused>(static_cast<int>(n - j), i, j, k, kc, a, b, row,
-                          std::make_integer_sequence<int, w - 1>{});
+      last_columns<V>(static_cast<int>(n - j), i, j, k, kc, a, b, row,
+                      std::make_integer_sequence<int, w - 1>{});
     return;
   }
   for (std::ptrdiff_t j = 0; j < n; ++j) {
