@@ -21,19 +21,19 @@ inline std::ptrdiff_t depth_block(std::ptrdiff_t k, std::ptrdiff_t pc, std::ptrd
   return k - pc <= kc_max + kc_max / 8 ? k - pc : kc_max;
 }
 
+// p[0], p[1], ... (one per lane in the pack) as a vector, the rest zero: lane by lane, as a
+// memcpy of a short vector went through the stack and each load waited on the stores.
+template <typename V, typename T, int... lane>
+V load_lanes(const T* p, std::integer_sequence<int, lane...>) {
+  return V{p[lane]...};
+}
+
 // Sums of `count` vectors of row i of C from column j, the last holding `last_lanes` columns,
 // added as the packed kernel adds them: over k in order within a depth block, in registers, then
 // each block's sum to the earlier blocks'. The columns past the last vector are a short vector
 // too, as the kernel's are (its B panels are zero-padded), so that both contract into fused
 // multiply-adds alike, or both do not: as scalars, GCC vectorised a few such columns across k
 // at -O3 and added their products apart.
-// The first `lanes` columns at p as a vector, the rest zero: element by element, as a memcpy of a
-// short vector went through the stack and each load waited on the stores.
-template <typename V, typename T, int... lane>
-V load_lanes(const T* p, std::integer_sequence<int, lane...>) {
-  return V{p[lane]...};
-}
-
 template <typename V, int count, int last_lanes, typename T>
 void sums_in_depth_blocks(std::ptrdiff_t i, std::ptrdiff_t j, std::ptrdiff_t k, std::ptrdiff_t kc,
                           MatrixView<T> a, MatrixView<T> b, T* row) {
