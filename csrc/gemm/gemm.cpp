@@ -320,7 +320,7 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   const int mr = kt.mr, nr = kt.nr;
   const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
   thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
-  const std::ptrdiff_t kc_cap = std::min(k, kc_max + kc_max / 8);  // the deepest block (depth_block)
+  const std::ptrdiff_t kc_cap = std::min(k, deepest_block(kc_max));
   const std::ptrdiff_t block_rows = i_end - i_begin;
   T* packed_a = reserve(packed_a_buffer, static_cast<std::size_t>(
                                              (std::min(block_rows, mc_max) + mr - 1) / mr * mr * kc_cap));

@@ -17,8 +17,9 @@ namespace deltaprop {
 // multiply-adds. As 256 + 256 + 272, an MNIST-shaped fit trained 1.1% faster at 1 thread and
 // 0.8% at 2 (8 of 8 paired rounds each); blocks of equal depth (4 × 196, 3 × 262) were faster
 // at 1 thread but made 128×784 · 784×256 at 2 threads 4-10% slower.
+inline std::ptrdiff_t deepest_block(std::ptrdiff_t kc_max) { return kc_max + kc_max / 8; }
 inline std::ptrdiff_t depth_block(std::ptrdiff_t k, std::ptrdiff_t pc, std::ptrdiff_t kc_max) {
-  return k - pc <= kc_max + kc_max / 8 ? k - pc : kc_max;
+  return k - pc <= deepest_block(kc_max) ? k - pc : kc_max;
 }
 
 // p[0], p[1], ... (one per lane in the pack) as a vector, the rest zero: lane by lane, as a
