@@ -33,9 +33,6 @@ std::uint64_t splitmix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// Inference and loss evaluation run in chunks of this many rows, bounding the workspace.
-constexpr std::size_t forward_chunk = 1024;
-
 }  // namespace
 
 // The keys are uniform 64-bit hashes, sorted stably (ties in index order, as NumPy's stable
@@ -168,7 +165,8 @@ void Network<T>::reserve_rows(std::size_t rows) {
 }
 
 template <typename T>
-void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure) {
+void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure,
+                              std::vector<Buffer<T>>& a) {
   const T* in = x;
   for (std::size_t l = 1; l <= n_layers(); ++l) {
     const bool hidden = l < n_layers();
@@ -182,9 +180,9 @@ void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure) {
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
     const double largest = gemm<T>(rows, n_out, n_in, row_major(in, n_in),
-                                   row_major(weights[l - 1].data(), n_out), a_[l].data(), n_out, ep);
+                                   row_major(weights[l - 1].data(), n_out), a[l].data(), n_out, ep);
     if (hidden && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
-    in = a_[l].data();
+    in = a[l].data();
   }
 }
 
@@ -409,34 +407,10 @@ bool Network<T>::check_careful_update() {
 }
 
 template <typename T>
-void Network<T>::forward(const T* x, std::size_t rows, T* out) {
-  const std::size_t n_out = sizes_.back();
-  for (std::size_t start = 0; start < rows; start += forward_chunk) {
-    const std::size_t chunk = std::min(forward_chunk, rows - start);
-    reserve_rows(chunk);
-    forward_pass(x + start * sizes_[0], chunk, false);
-    output_pass(nullptr, chunk, false);
-    std::memcpy(out + start * n_out, a_[n_layers()].data(), chunk * n_out * sizeof(T));
-  }
-}
-
-template <typename T>
-double Network<T>::loss(const T* x, const T* t, std::size_t rows) {
-  double sum = 0.0;
-  for (std::size_t start = 0; start < rows; start += forward_chunk) {
-    const std::size_t chunk = std::min(forward_chunk, rows - start);
-    reserve_rows(chunk);
-    forward_pass(x + start * sizes_[0], chunk, false);
-    sum += output_pass(t + start * sizes_.back(), chunk, false);
-  }
-  return sum / static_cast<double>(rows);
-}
-
-template <typename T>
 double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std::vector<T*>& dw,
                              const std::vector<T*>& db) {
   reserve_rows(rows);
-  forward_pass(x, rows, false);
+  forward_pass(x, rows, false, a_);
   const double sum = output_pass(t, rows, true);
   delta_pass(rows, false);
   gradient_pass(x, rows, dw, db, nullptr);
@@ -471,7 +445,7 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
                               double x_largest) {
   reserve_rows(rows);
   if (rows == 1) return online_step(x, t, opt);
-  forward_pass(x, rows, true);
+  forward_pass(x, rows, true, a_);
   const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
   if (!std::isfinite(loss)) return loss;
   delta_pass(rows, true);

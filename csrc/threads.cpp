@@ -95,6 +95,10 @@ int threads_for(double work) {
   // Below ~2^20 multiply-adds per thread (~10 µs) the fork/join and barriers of a parallel
   // region cost more than another core saves.
   constexpr double min_work_per_thread = 1048576.0;
+#ifdef _OPENMP
+  // Work within a parallel region (a block of an inference) is its thread's alone.
+  if (omp_in_parallel()) return 1;
+#endif
   const std::int64_t until = one_thread_until.load(std::memory_order_relaxed);
   if (until != 0 && now_ns() < until) return 1;
   const int available = max_threads();

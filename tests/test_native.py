@@ -626,6 +626,27 @@ def test_bitwise_identical_for_1_2_and_3_threads(isa: str, dtype: type,
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 255, 257, 1023, 2500, 4103])
+def test_inference_in_blocks_is_the_same_on_any_thread_count(isa: str, dtype: type, rows: int,
+                                                             restore_threads: None) -> None:
+    # Inference runs blocks of rows on threads of their own (inference.cpp): 1 thread takes blocks
+    # of 1024 rows, 2 of up to 1024, 3 of fewer; the loss adds parts of 256 rows in order.
+    spec, W, b, X, T = make_problem([300, 64, 7], "tanh", ("cross_entropy", "softmax"), dtype,
+                                    True, rows=rows, seed=rows)
+    net, ref = both(spec, W, b)
+    runs = []
+    for threads in (1, 2, 3):
+        _native.set_num_threads(threads)
+        runs.append((net.forward(X), net.loss(X, T)))
+    for out, loss in runs[1:]:
+        np.testing.assert_array_equal(out, runs[0][0])
+        assert loss == runs[0][1]
+    assert_close(runs[0][0], ref.forward(X), rel_tol(dtype), "forward")
+    assert runs[0][1] == pytest.approx(ref.loss(X, T), rel=rel_tol(dtype))
+    np.testing.assert_array_equal(net.forward(X[-1:]), runs[0][0][-1:])  # a row alone, as in a block
+
+
 def test_the_gil_is_released_during_a_native_epoch() -> None:
     spec, W, b, X, T = make_problem([128, 256, 10], "relu", ("cross_entropy", "softmax"),
                                     np.float32, True, rows=1024)

@@ -123,12 +123,19 @@ class Network {
   std::vector<Buffer<T>> a_, d_, grad_;
   void reserve_rows(std::size_t rows);
 
-  // Forward through every layer from x (rows of sizes[0]); leaves Z_L in a_[L]. For a training
-  // step (measure), each hidden layer's epilogue measures max|A_l| for the guard
-  // (step_magnitudes_), where the activations are still in L1: a pass of its own over them and
-  // the deltas took 1.4-1.6% of a digits- or MNIST-shaped fit (AMD EPYC, 1 thread), on one
-  // thread even when two were training. Predictions and losses need no measure.
-  void forward_pass(const T* x, std::size_t rows, bool measure);
+  // Inference (forward, loss) runs blocks of rows through every layer, each block on one thread
+  // with that thread's own activations here (inference.cpp).
+  std::vector<std::vector<Buffer<T>>> inference_a_;
+  template <typename Finish>
+  void infer_blocks(const T* x, std::size_t rows, const Finish& finish);
+
+  // Forward through every layer from x (rows of sizes[0]) into `a` (a[l] = A_l for l >= 1, sized
+  // for the rows: a_ in training); leaves Z_L in a[L]. For a training step (measure), each hidden
+  // layer's epilogue measures max|A_l| for the guard (step_magnitudes_), where the activations are
+  // still in L1: a pass of its own over them and the deltas took 1.4-1.6% of a digits- or
+  // MNIST-shaped fit (AMD EPYC, 1 thread), on one thread even when two were training.
+  // Predictions and losses need no measure.
+  void forward_pass(const T* x, std::size_t rows, bool measure, std::vector<Buffer<T>>& a);
   // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
   double output_pass(const T* t, std::size_t rows, bool with_delta);
   // Backward from D_L: every delta D_{L-1}..D_1 with the old weights first, then each layer's

@@ -1,0 +1,96 @@
+// Inference: predictions (Network::forward) and losses (Network::loss) of any number of rows.
+//
+// No row of an inference meets another, so threads take whole blocks of rows through every
+// layer, each block on one thread with that thread's own activations: no activation crosses
+// between cores, and no layer waits at a join for the other thread's share. Split inside each
+// product instead, as a training step's are (where the weights the products read are rewritten
+// every step by the thread that owns their columns), every thread read every row of a block
+// from the core that wrote it, and re-read the block for each of its column chunks: an
+// MNIST-shaped network predicted 20000 rows at ~296k rows/s on 2 threads, against ~180k on 1.
+//
+// A row's outputs do not depend on its block or on the thread that runs it (the GEMM sums each
+// row as it would alone), and the loss adds the blocks' sums in block order, so both are the
+// same for any thread count.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "deltaprop/loss.hpp"
+#include "deltaprop/network.hpp"
+#include "deltaprop/threads.hpp"
+
+namespace deltaprop {
+
+namespace {
+
+// A loss sums its rows in parts of this many, then adds the parts in order: the same parts for
+// any thread count. Blocks are whole parts: an MNIST-shaped layer of 256 rows already runs at
+// the GEMM's full rate.
+constexpr std::size_t rows_per_part = 256;
+// The most rows a thread runs through the layers at once, the size of its activations. Blocks of
+// a thread's share of the rows up to this: a wide network (1024-2048-2048-10) predicted 3% slower
+// on 1 thread in blocks of 256 rows, each packing all the weights for fewer rows.
+constexpr std::size_t max_block_rows = 1024;
+
+}  // namespace
+
+template <typename T>
+template <typename Finish>
+void Network<T>::infer_blocks(const T* x, std::size_t rows, const Finish& finish) {
+  if (rows == 0) return;
+  std::size_t macs_per_row = 0;
+  for (std::size_t l = 0; l < n_layers(); ++l) macs_per_row += sizes_[l] * sizes_[l + 1];
+  const std::size_t threads = threads_for(double(macs_per_row) * double(rows));
+  const std::size_t share_parts = ((rows + threads - 1) / threads + rows_per_part - 1) / rows_per_part;
+  const std::size_t block_rows = std::min(max_block_rows, share_parts * rows_per_part);
+  const std::size_t blocks = (rows + block_rows - 1) / block_rows;
+  const int team = static_cast<int>(std::min(blocks, threads));
+  if (inference_a_.size() < std::size_t(team)) inference_a_.resize(team);
+  for (int me = 0; me < team; ++me) {
+    std::vector<Buffer<T>>& a = inference_a_[me];
+    a.resize(n_layers() + 1);
+    for (std::size_t l = 1; l <= n_layers(); ++l) reserve(a[l], std::min(rows, block_rows) * sizes_[l]);
+  }
+  ChunkClaims claims(static_cast<std::ptrdiff_t>(blocks), team);
+  on_threads(team, [&](std::ptrdiff_t, std::ptrdiff_t me) {
+    std::vector<Buffer<T>>& a = inference_a_[me];
+    const std::size_t n_out = sizes_.back();
+    for (std::ptrdiff_t block; (block = claims.next(me)) >= 0;) {
+      const std::size_t first = std::size_t(block) * block_rows;
+      const std::size_t count = std::min(block_rows, rows - first);
+      forward_pass(x + first * sizes_[0], count, false, a);
+      for (std::size_t r = 0; r < count; r += rows_per_part)
+        finish(first + r, std::min(rows_per_part, count - r), a[n_layers()].data() + r * n_out);
+    }
+  });
+}
+
+template <typename T>
+void Network<T>::forward(const T* x, std::size_t rows, T* out) {
+  const std::size_t n_out = sizes_.back();
+  infer_blocks(x, rows, [&](std::size_t first, std::size_t count, T* z) {
+    output_rows(loss_, activations_.back(), alpha_, z, static_cast<const T*>(nullptr),
+                static_cast<T*>(nullptr), count, n_out, T(1) / static_cast<T>(count));
+    std::memcpy(out + first * n_out, z, count * n_out * sizeof(T));
+  });
+}
+
+template <typename T>
+double Network<T>::loss(const T* x, const T* t, std::size_t rows) {
+  const std::size_t n_out = sizes_.back();
+  std::vector<double> sums((rows + rows_per_part - 1) / rows_per_part, 0.0);
+  infer_blocks(x, rows, [&](std::size_t first, std::size_t count, T* z) {
+    sums[first / rows_per_part] = output_rows(loss_, activations_.back(), alpha_, z, t + first * n_out,
+                              static_cast<T*>(nullptr), count, n_out, T(1) / static_cast<T>(count));
+  });
+  double sum = 0.0;
+  for (double s : sums) sum += s;
+  return sum / static_cast<double>(rows);
+}
+
+template void Network<float>::forward(const float*, std::size_t, float*);
+template void Network<double>::forward(const double*, std::size_t, double*);
+template double Network<float>::loss(const float*, const float*, std::size_t);
+template double Network<double>::loss(const double*, const double*, std::size_t);
+
+}  // namespace deltaprop
