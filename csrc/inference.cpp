@@ -6,11 +6,12 @@
 // product instead, as a training step's are (where the weights the products read are rewritten
 // every step by the thread that owns their columns), every thread read every row of a block
 // from the core that wrote it, and re-read the block for each of its column chunks: an
-// MNIST-shaped network predicted 20000 rows at ~296k rows/s on 2 threads, against ~180k on 1.
+// MNIST-shaped network predicted 20000 rows at ~296k rows/s on 2 threads (~180k on 1); in
+// blocks, ~342k (the vCPUs far apart; docs/performance.md).
 //
 // A row's outputs do not depend on its block or on the thread that runs it (the GEMM sums each
-// row as it would alone), and the loss adds the blocks' sums in block order, so both are the
-// same for any thread count.
+// row as it would alone), and the loss adds fixed parts' sums in order, so both are the same for
+// any thread count.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -41,15 +42,17 @@ void Network<T>::infer_blocks(const T* x, std::size_t rows, const Finish& finish
   std::size_t macs_per_row = 0;
   for (std::size_t l = 0; l < n_layers(); ++l) macs_per_row += sizes_[l] * sizes_[l + 1];
   const std::size_t threads = threads_for(double(macs_per_row) * double(rows));
-  const std::size_t share_parts = ((rows + threads - 1) / threads + rows_per_part - 1) / rows_per_part;
-  const std::size_t block_rows = std::min(max_block_rows, share_parts * rows_per_part);
+  const std::size_t share = (rows + threads - 1) / threads;
+  const std::size_t block_rows =
+      std::min(max_block_rows, (share + rows_per_part - 1) / rows_per_part * rows_per_part);
   const std::size_t blocks = (rows + block_rows - 1) / block_rows;
   const int team = static_cast<int>(std::min(blocks, threads));
   if (inference_a_.size() < std::size_t(team)) inference_a_.resize(team);
-  for (int me = 0; me < team; ++me) {
+  for (int me = 0; me < team; ++me) {  // allocated here, where a failure can still be raised
     std::vector<Buffer<T>>& a = inference_a_[me];
     a.resize(n_layers() + 1);
-    for (std::size_t l = 1; l <= n_layers(); ++l) reserve(a[l], std::min(rows, block_rows) * sizes_[l]);
+    for (std::size_t l = 1; l <= n_layers(); ++l)
+      reserve(a[l], std::min(rows, block_rows) * sizes_[l]);
   }
   ChunkClaims claims(static_cast<std::ptrdiff_t>(blocks), team);
   on_threads(team, [&](std::ptrdiff_t, std::ptrdiff_t me) {
@@ -80,8 +83,9 @@ double Network<T>::loss(const T* x, const T* t, std::size_t rows) {
   const std::size_t n_out = sizes_.back();
   std::vector<double> sums((rows + rows_per_part - 1) / rows_per_part, 0.0);
   infer_blocks(x, rows, [&](std::size_t first, std::size_t count, T* z) {
-    sums[first / rows_per_part] = output_rows(loss_, activations_.back(), alpha_, z, t + first * n_out,
-                              static_cast<T*>(nullptr), count, n_out, T(1) / static_cast<T>(count));
+    sums[first / rows_per_part] =
+        output_rows(loss_, activations_.back(), alpha_, z, t + first * n_out,
+                    static_cast<T*>(nullptr), count, n_out, T(1) / static_cast<T>(count));
   });
   double sum = 0.0;
   for (double s : sums) sum += s;

@@ -644,7 +644,8 @@ def test_inference_in_blocks_is_the_same_on_any_thread_count(isa: str, dtype: ty
         assert loss == runs[0][1]
     assert_close(runs[0][0], ref.forward(X), rel_tol(dtype), "forward")
     assert runs[0][1] == pytest.approx(ref.loss(X, T), rel=rel_tol(dtype))
-    np.testing.assert_array_equal(net.forward(X[-1:]), runs[0][0][-1:])  # a row alone, as in a block
+    # The last row alone gets the bits it got in its block.
+    np.testing.assert_array_equal(net.forward(X[-1:]), runs[0][0][-1:])
 
 
 def test_the_gil_is_released_during_a_native_epoch() -> None:
