@@ -66,6 +66,23 @@ class NumpyMLP:
             s *= a
         d *= s
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The output layer's activations (softmax probabilities) of X's rows, in place in
+        each product's output."""
+        a, L = X, len(self.W)
+        for i in range(L):
+            a = a @ self.W[i]
+            a += self.b[i]
+            if i < L - 1:
+                self._activate(a, self.hidden, a)
+        if self.output == "softmax":
+            a -= a.max(axis=1, keepdims=True)
+            np.exp(a, out=a)
+            a /= a.sum(axis=1, keepdims=True)
+        else:
+            self._activate(a, self.output, a)
+        return a
+
     def step(self, X: np.ndarray, T: np.ndarray, idx: np.ndarray) -> None:
         B = len(idx)
         if B != self.B:

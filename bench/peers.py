@@ -59,8 +59,12 @@ class Deltaprop(Peer):
 
     def unit(self, n, epochs):
         t0 = time.perf_counter()
-        self.net.fit(self.X[:n], self.y[:n], epochs=epochs, batch_size=self.w.batch,
-                     optimizer=self.opt, shuffle=self.shuffle)
+        if self.w.inference:
+            for _ in range(epochs):
+                self.net.predict_proba(self.X[:n])
+        else:
+            self.net.fit(self.X[:n], self.y[:n], epochs=epochs, batch_size=self.w.batch,
+                         optimizer=self.opt, shuffle=self.shuffle)
         return time.perf_counter() - t0
 
 
@@ -145,6 +149,11 @@ class Torch(Peer):
     def unit(self, n, epochs):
         torch, B = self.torch, self.w.batch
         t0 = time.perf_counter()
+        if self.w.inference:
+            with torch.no_grad():
+                for _ in range(epochs):
+                    torch.softmax(self.model(self.Xt[:n]), dim=1)
+            return time.perf_counter() - t0
         for _ in range(epochs):
             perm = torch.randperm(n)
             for start in range(0, n, B):
@@ -175,11 +184,16 @@ class Sklearn(Peer):
             self.clf = MLPClassifier(solver="sgd", momentum=0.0, nesterovs_momentum=False,
                                      learning_rate="constant", **common)
         self.classes = np.arange(w.sizes[-1])
+        if w.inference:  # a fitted model to predict with
+            self.clf.partial_fit(self.X[:w.batch], self.labels[:w.batch], classes=self.classes)
 
     def unit(self, n, epochs):
         t0 = time.perf_counter()
         for _ in range(epochs):
-            self.clf.partial_fit(self.X[:n], self.labels[:n], classes=self.classes)
+            if self.w.inference:
+                self.clf.predict_proba(self.X[:n])
+            else:
+                self.clf.partial_fit(self.X[:n], self.labels[:n], classes=self.classes)
         return time.perf_counter() - t0
 
 
@@ -198,7 +212,10 @@ class Numpy(Peer):
         t0 = time.perf_counter()
         with np.errstate(over="ignore"):
             for _ in range(epochs):
-                self.net.fit_epoch(X, T, self.w.batch, self.rng)
+                if self.w.inference:
+                    self.net.predict(X)
+                else:
+                    self.net.fit_epoch(X, T, self.w.batch, self.rng)
         return time.perf_counter() - t0
 
 
@@ -357,16 +374,22 @@ def products_times(workload: str, quick: bool, threads: int, budget: float) -> l
 
 
 def weights_digest(workload: str, quick: bool, threads: int) -> str:
-    """Hash of the weights after one seeded epoch: equal hashes across thread counts show the
-    bitwise thread-count invariance DESIGN §2 promises."""
+    """Hash of the weights after one seeded epoch (of a prediction workload, of the
+    predictions): equal hashes across thread counts show the bitwise thread-count invariance
+    DESIGN §2 promises."""
     import hashlib
 
     w = by_name(workload, quick)
     peer = Deltaprop(w, quick, threads)
-    peer.unit(min(len(peer.X), 64 * w.batch), 1)
-    weights, biases = peer.net.get_weights()
+    n = min(len(peer.X), 64 * w.batch)
+    if w.inference:
+        arrays = [peer.net.predict_proba(peer.X[:n])]
+    else:
+        peer.unit(n, 1)
+        weights, biases = peer.net.get_weights()
+        arrays = weights + (biases or [])
     h = hashlib.sha256()
-    for a in weights + (biases or []):
+    for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
 

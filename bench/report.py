@@ -73,11 +73,15 @@ def _spread(r: dict) -> str:
     return f"{100 * (lo / r['median'] - 1):+.0f}% / {100 * (hi / r['median'] - 1):+.0f}%"
 
 
+FLOPS_COUNTED = {False: "training FLOPs per sample (6·Σ n_(l-1)·n_l)",
+                 True: "FLOPs per predicted sample (2·Σ n_(l-1)·n_l)"}
+
+
 def workload_table(wl: dict, peak: float, threads: int) -> str:
     """One workload: samples/s (median and spread), GFLOP/s, % of sgemm peak, native ÷ row."""
     native = _row(wl["rows"], "native", threads)
     lines = [f"### {wl['label']}", "",
-             f"{wl['flops_per_sample']:,} training FLOPs per sample (6·Σ n_(l-1)·n_l), "
+             f"{wl['flops_per_sample']:,} {FLOPS_COUNTED[wl.get('inference', False)]}, "
              f"{threads} threads", "",
              "| entry | samples/s (median) | spread (min–max) | GFLOP/s | % sgemm peak "
              "| native ÷ entry |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -85,6 +89,8 @@ def workload_table(wl: dict, peak: float, threads: int) -> str:
         if r["threads"] != threads:
             continue
         name = NAMES[r["peer"]]
+        if wl.get("inference"):
+            name = name.replace("(fit", "(predict_proba")
         if "median" not in r:
             why = r.get("skip") or r.get("error") or "no result"
             lines.append(f"| {name} | — | {why} | | | |")
@@ -154,7 +160,8 @@ def scaling_table(res: dict) -> str:
     ratio_head = f"{threads[-1]} ÷ {threads[0]} threads"
     lines = ["| workload | " + head + f" | {ratio_head} | the NumPy/OpenBLAS loop, {ratio_head} "
              f"| the step's GEMMs alone through OpenBLAS, {ratio_head} "
-             "| weights bitwise equal across thread counts | CPU-to-CPU round trip, median (range) |",
+             "| weights (of mnist-predict: outputs) bitwise equal across thread counts "
+             "| CPU-to-CPU round trip, median (range) |",
              "| --- |" + " ---: |" * (len(threads) + 3) + " --- | ---: |"]
     for wl in res["workloads"]:
         rs = [_row(wl["rows"], "native", t) for t in threads]
@@ -296,8 +303,9 @@ def full_report(res: dict) -> str:
              f"## Training throughput ({top} threads)", "",
              f"Median of {res['reps']} interleaved repeats, each ≈{res['unit_seconds']} s of "
              "training; spread is the slowest and fastest repeat against the median. "
-             "GFLOP/s counts 6·Σ n_(l-1)·n_l FLOPs per trained sample. 'native ÷ entry' > 1 "
-             "means deltaprop (the `fit` path users call) is faster.", ""]
+             "GFLOP/s counts 6·Σ n_(l-1)·n_l FLOPs per trained sample (2·Σ per predicted "
+             "one). 'native ÷ entry' > 1 means deltaprop (the `fit` path users call; "
+             "`predict_proba` for mnist-predict) is faster.", ""]
     parts += [workload_table(w, res["peak"][top], top) for w in res["workloads"]]
     if len(res["threads"]) > 1:
         parts += ["## Thread scaling (deltaprop native, `fit`)", "", scaling_table(res)]

@@ -265,10 +265,11 @@ class Bench:
                                                     quick=self.quick, threads=t).get("digest")
                        for t in threads}
             res["workloads"].append({"name": w.name, "label": w.label, "batch": w.batch,
+                                     "inference": w.inference,
                                      "flops_per_sample": w.flops_per_sample, "rows": rows,
                                      "sgemm_interleaved": sgemm, "core_to_core": probe,
                                      "digests": digests})
-            if w.batch > 1 and "numpy" in wanted:
+            if w.batch > 1 and not w.inference and "numpy" in wanted:
                 # At every thread count, so the scaling table shows what the shapes allow.
                 by_threads = {t: self.products(w, t) for t in threads}
                 res["workloads"][-1]["products"] = by_threads[top]

@@ -26,6 +26,7 @@ class Workload:
     peers: tuple[str, ...] = field(default=("native", "native_epoch", "native_avx2", "reference",
                                             "torch", "sklearn", "numpy"))
     gemm_shapes: bool = True  # its forward products join the GEMM-alone table's training shapes
+    inference: bool = False  # a unit predicts (predict_proba) its samples instead of training
 
     @property
     def lr(self) -> float:
@@ -33,13 +34,17 @@ class Workload:
 
     @property
     def flops_per_sample(self) -> int:
-        """Training FLOPs per sample: 6·Σ n_{l-1}·n_l (forward, delta and gradient GEMMs,
-        each 2·n_{l-1}·n_l multiply-adds); bias, activation and update work is not counted."""
-        return 6 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        """FLOPs per sample: to train, 6·Σ n_{l-1}·n_l (forward, delta and gradient GEMMs, each
+        2·n_{l-1}·n_l multiply-adds); to predict, 2·Σ (the forward GEMMs). Bias, activation and
+        update work is not counted."""
+        products = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return (2 if self.inference else 6) * products
 
     @property
     def label(self) -> str:
         shape = "-".join(map(str, self.sizes))
+        if self.inference:
+            return f"{self.name}: {shape} {self.hidden}/{self.output}, predict_proba"
         opt = "Adam" if self.optimizer == "adam" else "SGD"
         return (f"{self.name}: {shape} {self.hidden}/{self.output} {self.loss}, "
                 f"batch {self.batch}, {opt} lr {self.lr:g}")
@@ -65,6 +70,11 @@ WORKLOADS = [
     # model trained on a CPU; its products are too small for the GEMM-alone table.
     Workload("tabular", (20, 64, 64, 3), "relu", "softmax", "cross_entropy", 16,
              samples=16_384, quick_samples=4096, gemm_shapes=False),
+    # Not one of issue 3's: predictions of the MNIST-shaped network (an untrained one: the
+    # arithmetic is the same), in units of whole 256-row blocks.
+    Workload("mnist-predict", (784, 256, 128, 10), "relu", "softmax", "cross_entropy", 256,
+             samples=60_000, quick_samples=8192, gemm_shapes=False, inference=True,
+             peers=("native", "native_avx2", "reference", "torch", "sklearn", "numpy")),
 ]
 
 
