@@ -3,8 +3,9 @@ native kernels at 2 threads, and the Python-thread uses the bindings allow.
 
 Sizes are chosen to take the parallel paths: GEMMs of well over 4096 multiply-adds with output
 tiles for both threads (packed panels), batches above the GEMM's kc (split-k weight update),
-the forward chunking over 1024 rows, the online (one-row) step, and the tiny online step, whose
-epochs sort the next epoch's order on the other thread (from a few thousand samples on).
+inference in blocks of rows on both threads, the online (one-row) step, and the tiny online
+step, whose epochs sort the next epoch's order on the other thread (from a few thousand samples
+on).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ for dtype in ("float32", "float64"):
         net = dp.MLP([200, 256, 128, 10], activation="relu", dtype=dtype, seed=1)
         net.fit(X, y, epochs=1, batch_size=320, optimizer=optimizer)  # split-k: 320 > kc
         net.fit(X[:64], y[:64], epochs=1, batch_size=1, optimizer=optimizer)  # online steps
-        net.forward(np.repeat(X, 3, axis=0))  # 1920 rows: two forward chunks
+        net.forward(np.repeat(X, 3, axis=0))  # 1920 rows: a block of 1024 and one of 896
         net.gradients(X, y)
-        net.loss(X, y)
+        net.loss(X, y)  # blocks of 512 and 128 rows
     Xs = rng.uniform(-1, 1, size=(5000, 2)).astype(dtype)
     ys = rng.uniform(size=(5000, 1)).astype(dtype)
     tiny = dp.MLP([2, 3, 1], activation="sigmoid", output_activation="sigmoid", loss="mse",
