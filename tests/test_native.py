@@ -630,8 +630,9 @@ def test_bitwise_identical_for_1_2_and_3_threads(isa: str, dtype: type,
 @pytest.mark.parametrize("rows", [1, 255, 257, 1023, 2500, 4103])
 def test_inference_in_blocks_is_the_same_on_any_thread_count(isa: str, dtype: type, rows: int,
                                                              restore_threads: None) -> None:
-    # Inference runs blocks of rows on threads of their own (inference.cpp): 1 thread takes blocks
-    # of 1024 rows, 2 of up to 1024, 3 of fewer; the loss adds parts of 256 rows in order.
+    # Inference runs blocks of rows on threads of their own (inference.cpp), sized by the thread
+    # count (from 256 rows a thread; fewer split each product instead); the loss adds parts of
+    # 64 rows in order.
     spec, W, b, X, T = make_problem([300, 64, 7], "tanh", ("cross_entropy", "softmax"), dtype,
                                     True, rows=rows, seed=rows)
     net, ref = both(spec, W, b)
