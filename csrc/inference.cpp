@@ -41,9 +41,7 @@ template <typename T>
 template <typename Finish>
 void Network<T>::infer_blocks(const T* x, std::size_t rows, const Finish& finish) {
   if (rows == 0) return;
-  std::size_t macs_per_row = 0;
-  for (std::size_t l = 0; l < n_layers(); ++l) macs_per_row += sizes_[l] * sizes_[l + 1];
-  std::size_t threads = threads_for(double(macs_per_row) * double(rows));
+  std::size_t threads = threads_for(double(multiply_adds_per_row()) * double(rows));
   if (rows < threads * min_share_rows) threads = 1;
   // Each thread's share in the same number of blocks of nearly one size: blocks of 1024 rows
   // left a wide network's 3000 rows 2048 to 952 on 2 threads (0.79x the split products).

@@ -490,10 +490,8 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
   }
   // Read the clock about every 2^20 multiply-adds (tens of microseconds), not every step: an
   // online step of a tiny network is shorter than the clock read itself.
-  std::size_t macs_per_sample = 0;
-  for (std::size_t l = 0; l < n_layers(); ++l) macs_per_sample += sizes_[l] * sizes_[l + 1];
-  const std::size_t clock_stride =
-      std::max<std::size_t>(1, (std::size_t(1) << 20) / std::max<std::size_t>(1, macs_per_sample * batch_size));
+  const std::size_t clock_stride = std::max<std::size_t>(
+      1, (std::size_t(1) << 20) / std::max<std::size_t>(1, multiply_adds_per_row() * batch_size));
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
   std::size_t steps_to_clock = clock_stride;

@@ -45,6 +45,13 @@ class Network {
           T alpha, bool bias);
 
   std::size_t n_layers() const { return sizes_.size() - 1; }
+  // Multiply-adds of one row through every layer's product, Σ n_{l-1}·n_l: the unit of work
+  // the thread policy and the epoch's clock reads are sized by.
+  std::size_t multiply_adds_per_row() const {
+    std::size_t macs = 0;
+    for (std::size_t l = 0; l < n_layers(); ++l) macs += sizes_[l] * sizes_[l + 1];
+    return macs;
+  }
   const std::vector<std::size_t>& sizes() const { return sizes_; }
   bool has_bias() const { return bias_; }
 
