@@ -125,9 +125,9 @@ void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_
         for (std::ptrdiff_t i = 0; i < mr; i += s)
           transpose_block(&a(i0 + i, p0 + p), a.rs, dst + p * mr + i, mr);
     } else if constexpr (std::is_same_v<T, float>) {
-      if (mr < s)  // `p + s < kc`: the element-wise loop below overwrites the last block's spill
+      if (mr == 6)  // `p + s < kc`: the element-wise loop below overwrites the last block's spill
         for (; p + s < kc; p += s)
-          transpose_short_block(&a(i0, p0 + p), a.rs, mr, dst + p * mr, mr);
+          transpose_short_block<6>(&a(i0, p0 + p), a.rs, dst + p * mr, mr);
     }
   }
   for (std::ptrdiff_t i = 0; i < rows; ++i)

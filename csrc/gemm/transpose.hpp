@@ -53,10 +53,16 @@ inline void transpose_block(const float* src, std::ptrdiff_t ld_src, float* dst,
 // the eight transposed rows is stored whole, in order of q, so the 8 − rows elements past it
 // (zeros) land on the first slots of row q + 1, which the next store overwrites. The caller
 // makes sure that row 8 exists and is written afterwards: the last store spills into it.
-inline void transpose_short_block(const float* src, std::ptrdiff_t ld_src, int rows, float* dst,
+// `rows` is a constant so that the eight rows stay in registers: as an argument, the rows went
+// through the stack, zeroed by a `rep stos` each block, and packing A took 1.8% of
+// 256×2048 · 2048×2048 at 1 thread.
+template <int rows>
+inline void transpose_short_block(const float* src, std::ptrdiff_t ld_src, float* dst,
                                   std::ptrdiff_t ld_dst) {
-  detail::Row8 r[8] = {}, out[8];
-  for (int i = 0; i < rows; ++i) r[i] = *reinterpret_cast<const detail::Row8*>(src + i * ld_src);
+  static_assert(rows < 8, "eight rows are a whole block");
+  detail::Row8 r[8], out[8];
+  for (int i = 0; i < 8; ++i)
+    r[i] = i < rows ? *reinterpret_cast<const detail::Row8*>(src + i * ld_src) : detail::Row8{};
   detail::transpose8x8(r, out);
   for (int q = 0; q < 8; ++q) *reinterpret_cast<detail::Row8*>(dst + q * ld_dst) = out[q];
 }
