@@ -103,20 +103,16 @@ bool reads_a_in_place(MatrixView<T> a, std::ptrdiff_t block_columns) {
   return (a.cs == 1 || a.rs == 1) && block_columns < pack_a_from_columns;
 }
 
-// Copy the rows×kc block A(i0.., p0..) into an MR-major panel; a panel of fewer than MR rows is
-// read by the kernel of its rows, so nothing past them is written. Runs only where A is not read
-// in place (wide blocks of C, or a view with no unit stride). A whole panel of a row-major A goes
-// through square block transposes where `block_transposes`: element by element, packing A took
-// 5% of a 2048² product at 1 thread and more at 2, where each thread packs all of A. Float
-// panels of six rows (AVX2) take transposes of six rows and two of zeros.
+// Copy the rows×kc block A(i0.., p0..) into MR-major panels, one after another (kc·MR elements
+// each); a last panel of fewer than MR rows is read by the kernel of its rows, so nothing past
+// them is written. Runs only where A is not read in place (wide blocks of C, or a view with no
+// unit stride). A whole panel of a row-major A goes through square block transposes where
+// `block_transposes`: element by element, packing A took 5% of a 2048² product at 1 thread and
+// more at 2, where each thread packs all of A. Float panels of six rows (AVX2) take transposes
+// of six rows and two of zeros.
 template <typename T, bool block_transposes>
-void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
-            std::ptrdiff_t kc, int mr, T* dst) {
-  if (a.rs == 1) {  // Aᵀ of a row-major array: each column of the panel is contiguous
-    for (std::ptrdiff_t p = 0; p < kc; ++p)
-      for (std::ptrdiff_t i = 0; i < rows; ++i) dst[p * mr + i] = a(i0 + i, p0 + p);
-    return;
-  }
+void pack_a_panel(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
+                  std::ptrdiff_t kc, int mr, T* dst) {
   constexpr std::ptrdiff_t s = transpose_block_size<T>;
   std::ptrdiff_t p = 0;
   if (block_transposes && a.cs == 1 && rows == mr) {
@@ -132,6 +128,44 @@ void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_
   }
   for (std::ptrdiff_t i = 0; i < rows; ++i)
     for (std::ptrdiff_t q = p; q < kc; ++q) dst[q * mr + i] = a(i0 + i, p0 + q);
+}
+
+template <typename T, bool block_transposes>
+void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
+            std::ptrdiff_t kc, int mr, T* dst) {
+  const std::ptrdiff_t panels = (rows + mr - 1) / mr;
+  if (a.rs != 1) {
+    for (std::ptrdiff_t ir = 0; ir < panels; ++ir)
+      pack_a_panel<T, block_transposes>(a, i0 + ir * mr, p0, std::min<std::ptrdiff_t>(mr, rows - ir * mr),
+                                        kc, mr, dst + ir * mr * kc);
+    return;
+  }
+  // Aᵀ of a row-major array: each column of a panel is a piece of one of the array's rows. The
+  // block is copied along those rows, four at a time, as pack_b copies B: panel by panel, each
+  // panel read its kc rows 4 KB apart (a 1024-wide array), all in one of L1's sets, and the next
+  // panel read the same lines again.
+  // A whole panel's pieces are copied at a size known here (MR of the AVX2 and AVX-512 tiles).
+  constexpr std::ptrdiff_t rows_together = 4;
+  auto copy_pieces = [&](auto width) {
+    for (std::ptrdiff_t q = 0; q < kc; q += rows_together) {
+      const std::ptrdiff_t q_end = std::min(kc, q + rows_together);
+      for (std::ptrdiff_t ir = 0; ir < panels; ++ir) {
+        const std::ptrdiff_t first = i0 + ir * mr, edge = rows - ir * mr;
+        T* panel = dst + ir * mr * kc;
+        for (std::ptrdiff_t p = q; p < q_end; ++p)
+          if (edge >= mr)
+            copy_row(&a(first, p0 + p), panel + p * mr, std::size_t(width));
+          else
+            copy_row(&a(first, p0 + p), panel + p * mr, std::size_t(edge));
+      }
+    }
+  };
+  if (mr == 6)
+    copy_pieces(std::integral_constant<std::ptrdiff_t, 6>{});
+  else if (mr == 8)
+    copy_pieces(std::integral_constant<std::ptrdiff_t, 8>{});
+  else
+    copy_pieces(std::ptrdiff_t(mr));
 }
 
 // Copy the kc×cols block B(p0.., j0..) into NR-major panels, one after another (kc·NR elements
@@ -401,10 +435,7 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
         // From there on packing pays: a wide-shaped fit (1024-2048-2048-10) trained 1.4× faster
         // at 1 thread and 1.1× at 2, MNIST-shaped ones alike (interleaved runs, Intel Xeon;
         // 1.2× on its AVX2 path).
-        if (!a_in_place)
-          for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir)
-            loops.pack_a(a, ic + ir * mr, pc, std::min<std::ptrdiff_t>(mr, mc - ir * mr), kc, mr,
-                         packed_a + ir * mr * kc);
+        if (!a_in_place) loops.pack_a(a, ic, pc, mc, kc, mr, packed_a);
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
