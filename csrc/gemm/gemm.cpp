@@ -436,24 +436,37 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
         // at 1 thread and 1.1× at 2, MNIST-shaped ones alike (interleaved runs, Intel Xeon;
         // 1.2× on its AVX2 path).
         if (!a_in_place) loops.pack_a(a, ic, pc, mc, kc, mr, packed_a);
+        const std::ptrdiff_t a_rs = a_in_place ? a.rs : 1, a_cs = a_in_place ? a.cs : mr;
+        const std::ptrdiff_t a_step = a_in_place ? mr * a.rs : mr * kc;  // from panel to panel
+        const T* a_first = a_in_place ? &a(ic, pc) : packed_a;
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
-          for (std::ptrdiff_t ir = 0; ir < m_panels; ++ir) {
-            const T* a_panel = a_in_place ? &a(ic + ir * mr, pc) : packed_a + ir * mr * kc;
-            const std::ptrdiff_t a_rs = a_in_place ? a.rs : 1, a_cs = a_in_place ? a.cs : mr;
-            const bool b_read_in_place = panel_in_place(jr);
-            const T* b_panel = b_read_in_place ? &b(pc, jc + jr * nr) : packed_b + jr * nr * kc;
-            const std::ptrdiff_t b_rs = b_read_in_place ? b.rs : nr;
-            const std::ptrdiff_t i0 = ic + ir * mr, j0 = jc + jr * nr;
+          const bool b_read_in_place = panel_in_place(jr);
+          const T* b_panel = b_read_in_place ? &b(pc, jc + jr * nr) : packed_b + jr * nr * kc;
+          const std::ptrdiff_t b_rs = b_read_in_place ? b.rs : nr;
+          const std::ptrdiff_t j0 = jc + jr * nr;
+          const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, j_end - j0);
+          const bool whole = cols == nr;
+          std::ptrdiff_t ir = 0;
+          // A column's full tiles run in one call where no epilogue follows them.
+          const std::ptrdiff_t full = mc / mr;
+          if (whole && full > 0 && (!last || ep.kind == EpilogueKind::store)) {
+            T* c_top = c + ic * ldc + j0;
+            if (!first) prefetch_block(c_top, ldc, mr, nr);
+            kt.column(static_cast<int>(kc), static_cast<int>(full), a_first, a_rs, a_cs, a_step,
+                      b_panel, b_rs, first ? nullptr : c_top, ldc, c_top, ldc);
+            ir = full;
+          }
+          for (; ir < m_panels; ++ir) {
+            const T* a_panel = a_first + ir * a_step;
+            const std::ptrdiff_t i0 = ic + ir * mr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
-            const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, j_end - j0);
             // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's last column
             // is staged in `tile` instead, and the last block's sums always land in `tile`,
             // where the epilogue reads them. A tile short of rows at C's last rows runs the
             // kernel of its rows, which reads and writes no row past C's last (so an A read in
             // place needs no zero-padded copy).
             T* c_tile = c + i0 * ldc + j0;
-            const bool whole = cols == nr;
             const auto kernel = rows == mr ? kt.gemm : kt.edge[rows];
             // The next tile, below this one or atop the next column panel, where it has
             // partial sums or parameters to ask for.

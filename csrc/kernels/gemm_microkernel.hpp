@@ -98,6 +98,29 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
     for (int v = 0; v < NV; ++v) *reinterpret_cast<U*>(c_out + i * ldc_out + v * W) = acc[i][v];
 }
 
+// Full tiles down a column panel in one call (the `column` slot, kernels.hpp): a call and the
+// loop logic around it for each tile cost 2.6% of 256×2048 · 2048×2048 at 1 thread. Each tile
+// asks for the next one's partial sums first, so that they arrive while it runs.
+template <typename T, int MR, int NR, int VBYTES>
+void column_kernel(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
+                   std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
+                   std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out) {
+  constexpr std::ptrdiff_t line = 64, row_bytes = NR * std::ptrdiff_t(sizeof(T));
+  for (int t = 0; t < tiles; ++t) {
+    const T* partial = c_in ? c_in + t * MR * ldc_in : nullptr;
+    if (partial && t + 1 < tiles)
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const char* row = reinterpret_cast<const char*>(partial + (MR + i) * ldc_in);
+#pragma GCC unroll 4
+        for (std::ptrdiff_t at = 0; at < row_bytes; at += line) __builtin_prefetch(row + at, 1);
+        __builtin_prefetch(row + row_bytes - 1, 1);  // the last line, where C's rows are unaligned
+      }
+    gemm_microkernel<T, MR, NR, VBYTES>(kc, a + t * a_step, a_rs, a_cs, b, b_rs, partial, ldc_in,
+                                        c_out + t * MR * ldc_out, ldc_out);
+  }
+}
+
 // The microkernel of a tile of R rows, as a kernel slot (kernels.hpp).
 template <typename T, int R, int NR, int VBYTES>
 void rows_kernel(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs, const T* b,
@@ -117,7 +140,7 @@ constexpr typename KernelTable<T>::Kernel edge_kernel() {
 template <typename T, int MR, int NR, int VBYTES>
 constexpr KernelTable<T> kernel_table(int kc, int mc, int nc, const char* isa) {
   static_assert(MR <= 8, "edge kernels are kept for tiles of up to eight rows");
-  return {rows_kernel<T, MR, NR, VBYTES>, MR, NR, kc, mc, nc, isa,
+  return {rows_kernel<T, MR, NR, VBYTES>, column_kernel<T, MR, NR, VBYTES>, MR, NR, kc, mc, nc, isa,
           {nullptr, edge_kernel<T, 1, MR, NR, VBYTES>(), edge_kernel<T, 2, MR, NR, VBYTES>(),
            edge_kernel<T, 3, MR, NR, VBYTES>(), edge_kernel<T, 4, MR, NR, VBYTES>(),
            edge_kernel<T, 5, MR, NR, VBYTES>(), edge_kernel<T, 6, MR, NR, VBYTES>(),

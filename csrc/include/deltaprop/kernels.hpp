@@ -11,6 +11,9 @@
 //   matrix read in place (b_rs its row length, never NR), any alignment; c_in (may be c_out) and c_out
 //   are full MR×NR tiles, any alignment. Kernels allocate nothing, start no threads and touch
 //   nothing else.
+// Contract of `column`: `gemm` for `tiles` full tiles down a column panel, tile t with A at
+//   a + t·a_step and C's rows from t·MR on (c_in's and c_out's); before each tile but the first
+//   it has asked for the next tile's partial sums (c_in), as gemm_block does for a single tile.
 #pragma once
 
 #include <cstddef>  // std::ptrdiff_t only: a typedef, no code
@@ -25,7 +28,11 @@ struct KernelTable {
   typedef void (*Kernel)(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
                          const T* b, std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in,
                          T* c_out, std::ptrdiff_t ldc_out);
+  typedef void (*Column)(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
+                         std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
+                         std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out);
   Kernel gemm;
+  Column column;
   int mr, nr;      // register tile
   int kc, mc, nc;  // blocking: a kc×nr panel of B in L1, mc×kc of A in L2, kc×nc of B in L3
   const char* isa;
