@@ -103,6 +103,22 @@ bool reads_a_in_place(MatrixView<T> a, std::ptrdiff_t block_columns) {
   return (a.cs == 1 || a.rs == 1) && block_columns < pack_a_from_columns;
 }
 
+// copy(panel, p) for the kc rows of `panels` panels, where the source runs along rows p across
+// the panels: four rows a panel at a time, so that each panel gets four consecutive rows (whole
+// lines, one after another) before the copy moves on. A row at a time, each store went to a line
+// a panel (16 KB) from the last, all in one of L1's sets, and packing B ran at 0.7× memcpy's
+// speed (2 MB blocks of a 2048² W, 245 against 177 µs; 256×2048 · 2048×2048 at 1 thread +1.7%,
+// 10 of 12 rounds).
+template <typename Copy>
+inline void rows_into_panels(std::ptrdiff_t kc, std::ptrdiff_t panels, const Copy& copy) {
+  constexpr std::ptrdiff_t rows_together = 4;
+  for (std::ptrdiff_t q = 0; q < kc; q += rows_together) {
+    const std::ptrdiff_t q_end = std::min(kc, q + rows_together);
+    for (std::ptrdiff_t panel = 0; panel < panels; ++panel)
+      for (std::ptrdiff_t p = q; p < q_end; ++p) copy(panel, p);
+  }
+}
+
 // Copy the rows×kc block A(i0.., p0..) into MR-major panels, one after another (kc·MR elements
 // each); a last panel of fewer than MR rows is read by the kernel of its rows, so nothing past
 // them is written. Runs only where A is not read in place (wide blocks of C, or a view with no
@@ -140,25 +156,19 @@ void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_
                                         kc, mr, dst + ir * mr * kc);
     return;
   }
-  // Aᵀ of a row-major array: each column of a panel is a piece of one of the array's rows. The
-  // block is copied along those rows, four at a time, as pack_b copies B: panel by panel, each
-  // panel read its kc rows 4 KB apart (a 1024-wide array), all in one of L1's sets, and the next
-  // panel read the same lines again.
+  // Aᵀ of a row-major array: each column of a panel is a piece of one of the array's rows,
+  // copied along those rows (panel by panel, each panel read its kc rows 4 KB apart in a
+  // 1024-wide array, all in one of L1's sets, and the next panel read the same lines again).
   // A whole panel's pieces are copied at a size known here (MR of the AVX2 and AVX-512 tiles).
-  constexpr std::ptrdiff_t rows_together = 4;
   auto copy_pieces = [&](auto width) {
-    for (std::ptrdiff_t q = 0; q < kc; q += rows_together) {
-      const std::ptrdiff_t q_end = std::min(kc, q + rows_together);
-      for (std::ptrdiff_t ir = 0; ir < panels; ++ir) {
-        const std::ptrdiff_t first = i0 + ir * mr, edge = rows - ir * mr;
-        T* panel = dst + ir * mr * kc;
-        for (std::ptrdiff_t p = q; p < q_end; ++p)
-          if (edge >= mr)
-            copy_row(&a(first, p0 + p), panel + p * mr, std::size_t(width));
-          else
-            copy_row(&a(first, p0 + p), panel + p * mr, std::size_t(edge));
-      }
-    }
+    rows_into_panels(kc, panels, [&](std::ptrdiff_t ir, std::ptrdiff_t p) {
+      const std::ptrdiff_t first = i0 + ir * mr, edge = rows - ir * mr;
+      T* to = dst + (ir * kc + p) * mr;
+      if (edge >= mr)
+        copy_row(&a(first, p0 + p), to, std::size_t(width));
+      else
+        copy_row(&a(first, p0 + p), to, std::size_t(edge));
+    });
   };
   if (mr == 6)
     copy_pieces(std::integral_constant<std::ptrdiff_t, 6>{});
@@ -181,20 +191,12 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
     // row of a panel was a new page of a wide B, which the hardware prefetcher does not follow
     // (packing took 9% of 256×2048 · 2048×2048, which ran 4-6% faster this way at 1 thread; a
     // wide-shaped fit 2-7%; no change measured at 2 threads, or for MNIST and digits shapes).
-    // Four rows at a time, so that each panel gets four consecutive rows (whole lines, one
-    // after another) before the copy moves on: a row at a time, each store went to a line 16 KB
-    // from the last (one of L1's sets), and the pass ran at 0.7× memcpy's speed (2 MB blocks of
-    // a 2048² W, 245 against 177 µs; 256×2048 · 2048×2048 at 1 thread +1.7%, 10 of 12 rounds).
     // Rows of a whole panel are copied at a size known here, as a few vector moves: memcpy
     // calls, one per 128-byte row, took 6% of a digits-shaped fit's time.
-    constexpr std::ptrdiff_t rows_together = 4;
     auto copy_rows = [&](auto width) {
-      for (std::ptrdiff_t q = 0; q < kc; q += rows_together) {
-        const std::ptrdiff_t q_end = std::min(kc, q + rows_together);
-        for (std::ptrdiff_t jr = 0; jr < whole; ++jr)
-          for (std::ptrdiff_t p = q; p < q_end; ++p)
-            std::memcpy(dst + (jr * kc + p) * nr, &b(p0 + p, j0 + jr * nr), width * sizeof(T));
-      }
+      rows_into_panels(kc, whole, [&](std::ptrdiff_t jr, std::ptrdiff_t p) {
+        std::memcpy(dst + (jr * kc + p) * nr, &b(p0 + p, j0 + jr * nr), width * sizeof(T));
+      });
     };
     if (nr == 32)
       copy_rows(std::integral_constant<std::ptrdiff_t, 32>{});
@@ -334,21 +336,6 @@ void copy_block(const T* src, std::ptrdiff_t ld_src, T* dst, std::ptrdiff_t ld_d
                 std::ptrdiff_t rows, std::ptrdiff_t cols) {
   for (std::ptrdiff_t r = 0; r < rows; ++r)
     copy_row(src + r * ld_src, dst + r * ld_dst, std::size_t(cols));
-}
-
-// Ask for the rows×cols block of C at c, whose partial sums the next tile starts from. Where C is
-// too large for L2 (2048² floats: 16 MiB) they come from L3 or memory, and the microkernel, which
-// loads them before its first multiply-add, would wait out the misses: requested one tile
-// ahead, they arrive while the current tile runs (2048² sgemm at 1 thread: 114 → 141 GFLOP/s).
-template <typename T>
-void prefetch_block(const T* c, std::ptrdiff_t ldc, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  constexpr std::ptrdiff_t line = 64;
-  for (std::ptrdiff_t r = 0; r < rows; ++r) {
-    const char* row = reinterpret_cast<const char*>(c + r * ldc);
-    const std::ptrdiff_t bytes = cols * std::ptrdiff_t(sizeof(T));
-    for (std::ptrdiff_t at = 0; at < bytes; at += line) __builtin_prefetch(row + at, 1);
-    __builtin_prefetch(row + bytes - 1, 1);  // the last line, where the row is not line-aligned
-  }
 }
 
 // One thread's share: the BLIS loops over the block C(i_begin..i_end, j_begin..j_end), with packed

@@ -105,17 +105,9 @@ template <typename T, int MR, int NR, int VBYTES>
 void column_kernel(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
                    std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
                    std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out) {
-  constexpr std::ptrdiff_t line = 64, row_bytes = NR * std::ptrdiff_t(sizeof(T));
   for (int t = 0; t < tiles; ++t) {
     const T* partial = c_in ? c_in + t * MR * ldc_in : nullptr;
-    if (partial && t + 1 < tiles)
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        const char* row = reinterpret_cast<const char*>(partial + (MR + i) * ldc_in);
-#pragma GCC unroll 4
-        for (std::ptrdiff_t at = 0; at < row_bytes; at += line) __builtin_prefetch(row + at, 1);
-        __builtin_prefetch(row + row_bytes - 1, 1);  // the last line, where C's rows are unaligned
-      }
+    if (partial && t + 1 < tiles) prefetch_block(partial + MR * ldc_in, ldc_in, MR, NR);
     gemm_microkernel<T, MR, NR, VBYTES>(kc, a + t * a_step, a_rs, a_cs, b, b_rs, partial, ldc_in,
                                         c_out + t * MR * ldc_out, ldc_out);
   }
