@@ -98,19 +98,56 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
     for (int v = 0; v < NV; ++v) *reinterpret_cast<U*>(c_out + i * ldc_out + v * W) = acc[i][v];
 }
 
+// The integers whose order, with the sign bit cleared, is the order of T's magnitudes (infinity
+// above every finite value, NaN above infinity): magnitude.hpp's measure, which kernel files
+// cannot include.
+template <typename T>
+struct BitsOf;
+template <>
+struct BitsOf<float> {
+  typedef __INT32_TYPE__ type;
+};
+template <>
+struct BitsOf<double> {
+  typedef __INT64_TYPE__ type;
+};
+
 // Full tiles down a column panel in one call (the `column` slot, kernels.hpp): a call and the
 // loop logic around it for each tile cost 2.6% of 256×2048 · 2048×2048 at 1 thread. Each tile
-// asks for the next one's partial sums first, so that they arrive while it runs.
+// asks for the next one's partial sums first, so that they arrive while it runs. Where asked
+// to `measure`, each tile's rows are read back while they are in L1 and the largest magnitude
+// of the sums is returned (an epilogue call per tile did that for `forward_layer`).
 template <typename T, int MR, int NR, int VBYTES>
-void column_kernel(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                   std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
-                   std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out) {
+T column_kernel(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
+                std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
+                std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure) {
+  typedef typename BitsOf<T>::type Bits;
+  typedef Bits BV __attribute__((vector_size(VBYTES)));
+  constexpr int lanes = VBYTES / int(sizeof(T));
+  constexpr Bits magnitude = Bits(~(1ull << (8 * sizeof(Bits) - 1)));
+  BV largest{};
   for (int t = 0; t < tiles; ++t) {
     const T* partial = c_in ? c_in + t * MR * ldc_in : nullptr;
     if (partial && t + 1 < tiles) prefetch_block(partial + MR * ldc_in, ldc_in, MR, NR);
+    T* tile = c_out + t * MR * ldc_out;
     gemm_microkernel<T, MR, NR, VBYTES>(kc, a + t * a_step, a_rs, a_cs, b, b_rs, partial, ldc_in,
-                                        c_out + t * MR * ldc_out, ldc_out);
+                                        tile, ldc_out);
+    if (measure)
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j += lanes) {
+          BV bits;
+          __builtin_memcpy(&bits, tile + i * ldc_out + j, sizeof bits);
+          bits &= magnitude;
+          largest = bits > largest ? bits : largest;
+        }
   }
+  Bits most = 0;
+  for (int lane = 0; lane < lanes; ++lane) most = largest[lane] > most ? largest[lane] : most;
+  T value;
+  __builtin_memcpy(&value, &most, sizeof value);
+  return value;
 }
 
 // The microkernel of a tile of R rows, as a kernel slot (kernels.hpp).

@@ -14,6 +14,8 @@
 // Contract of `column`: `gemm` for `tiles` full tiles down a column panel, tile t with A at
 //   a + t·a_step and C's rows from t·MR on (c_in's and c_out's); before each tile but the first
 //   it has asked for the next tile's partial sums (c_in), as gemm_block does for a single tile.
+//   Returns max |c_out| over the tiles where `measure` (NaN or infinity for a sum that is not
+//   finite), otherwise 0.
 #pragma once
 
 #include <cstddef>  // std::ptrdiff_t only: a typedef, no code
@@ -28,9 +30,9 @@ struct KernelTable {
   typedef void (*Kernel)(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
                          const T* b, std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in,
                          T* c_out, std::ptrdiff_t ldc_out);
-  typedef void (*Column)(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                         std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
-                         std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out);
+  typedef T (*Column)(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
+                      std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
+                      std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure);
   Kernel gemm;
   Column column;
   int mr, nr;      // register tile
