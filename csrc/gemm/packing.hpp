@@ -30,10 +30,8 @@ inline void rows_into_panels(std::ptrdiff_t kc, std::ptrdiff_t panels, const Cop
   }
 }
 
-// Copy the rows×kc block A(i0.., p0..) into MR-major panels, one after another (kc·MR elements
-// each); a last panel of fewer than MR rows is read by the kernel of its rows, so nothing past
-// them is written. Runs only where A is not read in place (wide blocks of C, or a view with no
-// unit stride). A whole panel of a row-major A goes through square block transposes where
+// Copy the rows×kc block A(i0.., p0..) (rows <= MR) of a row-major A, or of a view with no unit
+// stride, into one MR-major panel. A whole panel goes through square block transposes where
 // `block_transposes`: element by element, packing A took 5% of a 2048² product at 1 thread and
 // more at 2, where each thread packs all of A. Float panels of six rows (AVX2) take transposes
 // of six rows and two of zeros.
@@ -57,6 +55,10 @@ void pack_a_panel(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::pt
     for (std::ptrdiff_t q = p; q < kc; ++q) dst[q * mr + i] = a(i0 + i, p0 + q);
 }
 
+// Copy the rows×kc block A(i0.., p0..) into MR-major panels, one after another (kc·MR elements
+// each); a last panel of fewer than MR rows is read by the kernel of its rows, so nothing past
+// them is written. Runs only where A is not read in place (wide blocks of C, or a view with no
+// unit stride).
 template <typename T, bool block_transposes>
 void pack_a(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::ptrdiff_t rows,
             std::ptrdiff_t kc, int mr, T* dst) {
