@@ -206,9 +206,14 @@ void Network<T>::delta_pass(std::size_t rows, bool measure) {
     ep.alpha = alpha_;
     ep.out = a_[l - 1].data();
     ep.measure = measure ? Measure::output : Measure::nothing;
+    // On the team of the forward product that wrote A_{l-1} (rows × n_in too), so each thread
+    // reads g'(A_{l-1}) from the tiles it wrote itself. Alone, the MNIST-shaped 128×128 delta
+    // (k = 10) ran on one thread, which read half of A_2 from the other core: 38 µs a step at
+    // 2 threads against 10 at 1; on the team, the fit ran 1.3% faster (7 of 8 rounds).
+    const double forward_work = double(rows) * double(n_in) * double(sizes_[l - 2]);
     const double largest =
         gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out, row_major(d_[l].data(), n_out),
-                transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep);
+                transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep, forward_work);
     if (measure) step_magnitudes_[2 * (l - 2) + 1] = largest;  // max|D_{l-1}|, for the guard
   }
 }

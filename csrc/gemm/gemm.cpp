@@ -396,11 +396,12 @@ constexpr std::ptrdiff_t column_chunks_per_thread = 4;
 
 template <typename T>
 double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-                   MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+                   MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep,
+                   double team_work) {
   const KernelTable<T>& kt = gemm_kernel<T>(n);
   const ElementLoops<T> loops = element_loops<T>();
   const std::ptrdiff_t n_panels = (n + kt.nr - 1) / kt.nr, m_panels = (m + kt.mr - 1) / kt.mr;
-  const int threads = threads_for(double(m) * n * k);
+  const int threads = threads_for(std::max(double(m) * n * k, team_work));
   // Under a column split a thread whose share is pack_a_from_columns wide packs all of A, not
   // nothing: 1024² at 2 threads, split by rows instead, ran 2-5% faster (29 of 36 rounds).
   const std::ptrdiff_t share_columns = (n_panels + threads - 1) / threads * kt.nr;
@@ -434,7 +435,7 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
 
 template <typename T>
 double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-            MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+            MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep, double team_work) {
   if (m <= 0 || n <= 0) return 0;
   if (k <= 0) {  // an empty sum: the epilogue still runs on zeros
     Buffer<T> zeros(static_cast<std::size_t>(n), T(0));
@@ -451,7 +452,7 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
   // 4096, from when the unpacked loops summed in memory.)
   if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 128.0)
     return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
-  return gemm_packed(m, n, k, a, b, c, ldc, ep);
+  return gemm_packed(m, n, k, a, b, c, ldc, ep, team_work);
 }
 
 template <typename T>
@@ -469,8 +470,10 @@ template void apply_activation<float>(const float*, float*, std::ptrdiff_t, std:
 template void apply_activation<double>(const double*, double*, std::ptrdiff_t, std::ptrdiff_t,
                                        Activation, double);
 template double gemm<float>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<float>,
-                            MatrixView<float>, float*, std::ptrdiff_t, const Epilogue<float>&);
+                            MatrixView<float>, float*, std::ptrdiff_t, const Epilogue<float>&,
+                            double);
 template double gemm<double>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, MatrixView<double>,
-                             MatrixView<double>, double*, std::ptrdiff_t, const Epilogue<double>&);
+                             MatrixView<double>, double*, std::ptrdiff_t, const Epilogue<double>&,
+                             double);
 
 }  // namespace deltaprop

@@ -57,9 +57,13 @@ struct Epilogue {
 // keep_gradient false, C is scratch for partial sums, needed only when k exceeds the kernel's
 // kc (gemm_kernel<T>().kc); it may be null otherwise. Returns what epilogue.measure asks for: a
 // magnitude, NaN or infinity where an element measured is not finite; otherwise 0.
+// A packed product runs on the threads that `team_work` multiply-adds would get where that is
+// more than its own m·n·k: a product that reads, tile for tile, what a larger one of the same
+// m×n wrote gets that product's team, and the same split gives each thread its own tiles back.
 template <typename T>
 double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
-            MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue);
+            MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue,
+            double team_work = 0);
 
 // out = g(z) elementwise (softmax: only the pre-activation), through the same per-ISA loops as
 // the forward epilogue; for testing the vectorised exp, sigmoid and tanh.
