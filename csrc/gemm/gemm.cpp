@@ -91,6 +91,29 @@ double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, s
   return finish_rows<vector_bytes>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
 }
 
+// Ask for the rows×cols block of parameters at p, which the update of the next tile rewrites,
+// with the intent to write where the CPU has PREFETCHW (its 3DNow! prefetch flag). The other core
+// may hold those lines: a delta product reads W's rows across the column split the update
+// follows. A plain prefetch brings a shared copy, and each store then waits while the other
+// core's copy is invalidated: a wide-shaped fit at 2 threads, the vCPUs ~400-470 ns apart, ran
+// its 2048×2048 update 1.60× faster than at 1 thread against 1.9× for the other products, and
+// the fit 6% faster (4 of 4 paired rounds) with PREFETCHW (GCC's write prefetch is a plain one
+// unless built for a CPU that has it).
+template <typename T>
+void prefetch_block_to_write(const T* p, std::ptrdiff_t ld, std::ptrdiff_t rows,
+                             std::ptrdiff_t cols) {
+#if DELTAPROP_X86
+  static const bool cpu_has_prefetchw = __builtin_cpu_supports("prfchw");
+  if (cpu_has_prefetchw) {
+    ask_for_block(p, ld, rows, cols, [](const char* line) {
+      asm volatile("prefetchw %0" : : "m"(*line));
+    });
+    return;
+  }
+#endif
+  prefetch_block(p, ld, rows, cols);
+}
+
 // A block of C at least this wide reuses each A panel across so many B panels that packing it
 // pays: the microkernel then streams A from one sequential panel instead of MR rows (or kc
 // columns) far apart in memory. Narrower blocks read A in place where it has a unit stride.
@@ -339,7 +362,8 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
                 if (!first) prefetch_block(c + next_i * ldc + next_j, ldc, next_rows, next_cols);
                 if (last && prefetch_update)
                   for (T* array : {ep.param, ep.m, ep.v})
-                    if (array) prefetch_block(array + next_i * n + next_j, n, next_rows, next_cols);
+                    if (array)
+                      prefetch_block_to_write(array + next_i * n + next_j, n, next_rows, next_cols);
               }
             }
             if (!first && !whole) copy_block(c_tile, ldc, tile, nr, rows, cols);
