@@ -238,6 +238,7 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
       ep.m = m_weights.empty() ? nullptr : m_weights[l - 1].data();
       ep.v = v_weights.empty() ? nullptr : v_weights[l - 1].data();
       ep.step = *opt;
+      ep.param_read_across = l >= 2;  // W_l's rows feed D_{l-1}'s columns (delta_pass)
       if (split_k) c = reserve(grad_[l], sizes_[l - 1] * sizes_[l]);
     } else {
       c = dw[l - 1];

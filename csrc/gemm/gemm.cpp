@@ -231,12 +231,12 @@ void copy_block(const T* src, std::ptrdiff_t ld_src, T* dst, std::ptrdiff_t ld_d
 
 // One thread's share: the BLIS loops over the block C(i_begin..i_end, j_begin..j_end), with packed
 // panels in the thread's own buffers (allocated on its first GEMM of this size, then reused).
-// Returns what the epilogues measured.
+// `team` threads share the product. Returns what the epilogues measured.
 template <typename T>
 double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::ptrdiff_t m,
                   std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t i_begin, std::ptrdiff_t i_end,
                   std::ptrdiff_t j_begin, std::ptrdiff_t j_end, MatrixView<T> a, MatrixView<T> b,
-                  T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep) {
+                  T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep, std::ptrdiff_t team) {
   const int mr = kt.mr, nr = kt.nr;
   const std::ptrdiff_t kc_max = kt.kc, mc_max = kt.mc, nc_max = kt.nc;
   thread_local Buffer<T> packed_a_buffer, packed_b_buffer;
@@ -273,12 +273,19 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   // step's gradient products have k = batch <= kc, so no partial sums bring those rows in, and
   // down a column panel each row gives two lines, too few for the hardware prefetcher: the update
   // waited on every row of weights it read, and wide-shaped fits (24 MB of weights) trained 6-8%
-  // faster with this. Parameters that fit in L2 are left alone: for a digits-shaped fit's the
-  // requests only cost time (1.7%). (Through a helper function GCC merged the loop with the one
-  // for partial sums, and the gain vanished.)
+  // faster with this. Arrays that fit in L2 are left alone: for a digits-shaped fit's the
+  // requests only cost time (1.7%), for an MNIST-shaped one's 1.8% at 1 thread. A team also
+  // asks for parameters that another product reads across its split, whatever their size: the
+  // other core then holds their lines (prefetch_block_to_write). The MNIST-shaped fit at 2
+  // threads (W_2 and W_3, read by the delta products) ran +0.65%, its Adam variant +0.5% (3 of
+  // 4 each); asking for every layer's parameters too, +1.8% more with SGD but 1.7% less with
+  // Adam. (Through a helper function GCC merged the loop with the one for partial sums, and the
+  // gain vanished.)
   constexpr std::ptrdiff_t prefetch_update_from_bytes = 1 << 20;
-  const bool prefetch_update = ep.kind == EpilogueKind::optimizer &&
-                               m * n * std::ptrdiff_t(sizeof(T)) >= prefetch_update_from_bytes;
+  const bool update_is_large = m * n * std::ptrdiff_t(sizeof(T)) >= prefetch_update_from_bytes;
+  const bool prefetch_parameters =
+      ep.kind == EpilogueKind::optimizer && ((team > 1 && ep.param_read_across) || update_is_large);
+  const bool prefetch_moments = ep.kind == EpilogueKind::optimizer && update_is_large;
   // Where the epilogue would only copy the products, a whole tile's final sums go straight into C
   // and the epilogue runs on them there (a measure, or nothing): the copy through `tile` took
   // ~4% of 32×64 · 64×128 alone.
@@ -353,15 +360,16 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             const auto kernel = rows == mr ? kt.gemm : kt.edge[rows];
             // The next tile, below this one or atop the next column panel, where it has
             // partial sums or parameters to ask for.
-            if (!first || (last && prefetch_update)) {
+            if (!first || (last && prefetch_parameters)) {
               const bool column_done = ir + 1 == m_panels;
               const std::ptrdiff_t next_i = column_done ? ic : i0 + mr, next_j = column_done ? j0 + nr : j0;
               if (next_j < j_end) {
                 const std::ptrdiff_t next_rows = std::min<std::ptrdiff_t>(mr, i_end - next_i),
                                      next_cols = std::min<std::ptrdiff_t>(nr, j_end - next_j);
                 if (!first) prefetch_block(c + next_i * ldc + next_j, ldc, next_rows, next_cols);
-                if (last && prefetch_update)
-                  for (T* array : {ep.param, ep.m, ep.v})
+                if (last && prefetch_parameters)
+                  for (T* array : {ep.param, prefetch_moments ? ep.m : nullptr,
+                                   prefetch_moments ? ep.v : nullptr})
                     if (array)
                       prefetch_block_to_write(array + next_i * n + next_j, n, next_rows, next_cols);
               }
@@ -436,11 +444,12 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
   if (split_columns && share_reads_a_in_place && threads > 1) {
     const std::ptrdiff_t chunks = std::min<std::ptrdiff_t>(n_panels, column_chunks_per_thread * threads);
     ChunkClaims claims(chunks, threads);
-    return largest_on_threads(threads, [&](std::ptrdiff_t, std::ptrdiff_t me, double& largest) {
+    return largest_on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
       for (std::ptrdiff_t chunk; (chunk = claims.next(me)) >= 0;) {
         const std::ptrdiff_t begin = n_panels * chunk / chunks, end = n_panels * (chunk + 1) / chunks;
         largest = larger_magnitude(largest, gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr,
-                                                       std::min(n, end * kt.nr), a, b, c, ldc, ep));
+                                                       std::min(n, end * kt.nr), a, b, c, ldc, ep,
+                                                       team));
       }
     });
   }
@@ -449,9 +458,11 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
     const std::ptrdiff_t begin = panels * me / team, end = panels * (me + 1) / team;
     if (begin >= end) return;
     if (split_columns)
-      largest = gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c, ldc, ep);
+      largest = gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c,
+                           ldc, ep, team);
     else
-      largest = gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c, ldc, ep);
+      largest = gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c,
+                           ldc, ep, team);
   });
 }
 

@@ -50,6 +50,7 @@ struct Epilogue {
   T* v = nullptr;
   OptimizerStep<T> step{};
   bool keep_gradient = false;
+  bool param_read_across = false;  // optimizer: another product reads param across C's columns
   Measure measure = Measure::nothing;  // products and output: not the optimizer
 };
 
