@@ -50,7 +50,9 @@ struct Epilogue {
   T* v = nullptr;
   OptimizerStep<T> step{};
   bool keep_gradient = false;
-  bool param_read_across = false;  // optimizer: another product reads param across C's columns
+  // optimizer: another product reads param across the split by C's columns (a delta product
+  // reads W's rows), so the other core may hold the lines the update rewrites (gemm.cpp).
+  bool param_read_across = false;
   Measure measure = Measure::nothing;  // products and output: not the optimizer
 };
 
