@@ -444,7 +444,8 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
   if (split_columns && share_reads_a_in_place && threads > 1) {
     const std::ptrdiff_t chunks = std::min<std::ptrdiff_t>(n_panels, column_chunks_per_thread * threads);
     ChunkClaims claims(chunks, threads);
-    return largest_on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
+    return largest_on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me,
+                                           double& largest) {
       for (std::ptrdiff_t chunk; (chunk = claims.next(me)) >= 0;) {
         const std::ptrdiff_t begin = n_panels * chunk / chunks, end = n_panels * (chunk + 1) / chunks;
         largest = larger_magnitude(largest, gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr,
@@ -458,11 +459,11 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
     const std::ptrdiff_t begin = panels * me / team, end = panels * (me + 1) / team;
     if (begin >= end) return;
     if (split_columns)
-      largest = gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a, b, c,
-                           ldc, ep, team);
+      largest = gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a,
+                           b, c, ldc, ep, team);
     else
-      largest = gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a, b, c,
-                           ldc, ep, team);
+      largest = gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a,
+                           b, c, ldc, ep, team);
   });
 }
 
