@@ -15,6 +15,10 @@
 #include "packing.hpp"
 #include "unpacked.hpp"
 
+#if DELTAPROP_X86
+#include <cpuid.h>
+#endif
+
 namespace deltaprop {
 
 namespace {
@@ -91,20 +95,30 @@ double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, s
   return finish_rows<vector_bytes>(ep, n, i0, j0, rows, cols, tile, ldt, c, ldc);
 }
 
+#if DELTAPROP_X86
+// CPUID leaf 0x80000001, ECX bit 8: PREFETCHW (AMD's 3DNow! prefetch flag; Intel's from
+// Broadwell on). Read from CPUID, not __builtin_cpu_supports, whose name for the feature Clang
+// (the fuzzing build's compiler) does not know.
+bool cpu_has_prefetchw() {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(0x80000001u, &eax, &ebx, &ecx, &edx) && ((ecx >> 8) & 1u);
+}
+#endif
+
 // Ask for the rows×cols block of parameters at p, which the update of the next tile rewrites,
-// with the intent to write where the CPU has PREFETCHW (its 3DNow! prefetch flag). The other core
-// may hold those lines: a delta product reads W's rows across the column split the update
-// follows. A plain prefetch brings a shared copy, and each store then waits while the other
-// core's copy is invalidated: a wide-shaped fit at 2 threads, the vCPUs ~400-470 ns apart, ran
-// its 2048×2048 update 1.60× faster than at 1 thread against 1.9× for the other products, and
-// the fit 6% faster (4 of 4 paired rounds) with PREFETCHW (GCC's write prefetch is a plain one
-// unless built for a CPU that has it).
+// with the intent to write where the CPU has PREFETCHW. The other core may hold those lines: a
+// delta product reads W's rows across the column split the update follows. A plain prefetch
+// brings a shared copy, and each store then waits while the other core's copy is invalidated:
+// a wide-shaped fit at 2 threads, the vCPUs ~400-470 ns apart, ran its 2048×2048 update 1.60×
+// faster than at 1 thread against 1.9× for the other products, and the fit 6% faster (4 of 4
+// paired rounds) with PREFETCHW (GCC's write prefetch is a plain one unless built for a CPU
+// that has it).
 template <typename T>
 void prefetch_block_to_write(const T* p, std::ptrdiff_t ld, std::ptrdiff_t rows,
                              std::ptrdiff_t cols) {
 #if DELTAPROP_X86
-  static const bool cpu_has_prefetchw = __builtin_cpu_supports("prfchw");
-  if (cpu_has_prefetchw) {
+  static const bool has_prefetchw = cpu_has_prefetchw();
+  if (has_prefetchw) {
     ask_for_block(p, ld, rows, cols, [](const char* line) {
       asm volatile("prefetchw %0" : : "m"(*line));
     });
