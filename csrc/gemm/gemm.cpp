@@ -98,11 +98,13 @@ double finish_tile(const Epilogue<T>& ep, std::ptrdiff_t n, std::ptrdiff_t i0, s
 #if DELTAPROP_X86
 // CPUID leaf 0x80000001, ECX bit 8: PREFETCHW (AMD's 3DNow! prefetch flag; Intel's from
 // Broadwell on). Read from CPUID, not __builtin_cpu_supports, whose name for the feature Clang
-// (the fuzzing build's compiler) does not know.
+// (the fuzzing build's compiler) does not know; once, as the module loads, before any thread
+// of ours runs (a function's static, set by the first GEMM's threads, was a race to TSan).
 bool cpu_has_prefetchw() {
   unsigned eax, ebx, ecx, edx;
   return __get_cpuid(0x80000001u, &eax, &ebx, &ecx, &edx) && ((ecx >> 8) & 1u);
 }
+const bool has_prefetchw = cpu_has_prefetchw();
 #endif
 
 // Ask for the rows×cols block of parameters at p, which the update of the next tile rewrites,
@@ -117,7 +119,6 @@ template <typename T>
 void prefetch_block_to_write(const T* p, std::ptrdiff_t ld, std::ptrdiff_t rows,
                              std::ptrdiff_t cols) {
 #if DELTAPROP_X86
-  static const bool has_prefetchw = cpu_has_prefetchw();
   if (has_prefetchw) {
     ask_for_block(p, ld, rows, cols, [](const char* line) {
       asm volatile("prefetchw %0" : : "m"(*line));
