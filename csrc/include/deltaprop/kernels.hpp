@@ -48,10 +48,7 @@ struct KernelTable {
 // (kernel files share no inline function with the baseline parts of the module).
 namespace {
 
-// Ask for the rows×cols block of C at c, whose partial sums the next tile starts from. Where C is
-// too large for L2 (2048² floats: 16 MiB) they come from L3 or memory, and the microkernel, which
-// loads them before its first multiply-add, would wait out the misses: requested one tile
-// ahead, they arrive while the current tile runs (2048² sgemm at 1 thread: 114 → 141 GFLOP/s).
+// ask(line) for every cache line of the rows×cols block at c (leading dimension ldc).
 template <typename T, typename Ask>
 inline void ask_for_block(const T* c, std::ptrdiff_t ldc, std::ptrdiff_t rows,
                           std::ptrdiff_t cols, Ask ask) {
@@ -64,6 +61,10 @@ inline void ask_for_block(const T* c, std::ptrdiff_t ldc, std::ptrdiff_t rows,
   }
 }
 
+// Ask for the rows×cols block of C at c, whose partial sums the next tile starts from. Where C is
+// too large for L2 (2048² floats: 16 MiB) they come from L3 or memory, and the microkernel, which
+// loads them before its first multiply-add, would wait out the misses: requested one tile
+// ahead, they arrive while the current tile runs (2048² sgemm at 1 thread: 114 → 141 GFLOP/s).
 template <typename T>
 inline void prefetch_block(const T* c, std::ptrdiff_t ldc, std::ptrdiff_t rows,
                            std::ptrdiff_t cols) {
