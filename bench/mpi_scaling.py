@@ -31,6 +31,7 @@ import sys
 import time
 
 import numpy as np
+from workloads import training_flops  # bench/, the script's directory
 
 # The bench workloads (float32, like bench/run.py's): name, sizes, batch, samples (full, quick).
 WORKLOADS = {
@@ -121,11 +122,6 @@ def allreduce_model(p: int, nbytes: float, beta: float, alpha: float) -> float:
     return min(ring, doubling)
 
 
-def flops_per_sample(sizes: tuple[int, ...]) -> int:
-    # forward, delta and gradient GEMMs: 3 × 2·n_{l-1}·n_l per sample
-    return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data sets")
@@ -185,7 +181,7 @@ def main() -> None:
         nbytes = 4 * (P + 2)
         reps = 8 if name == "wide" else 40
         t1 = step_seconds(net, X, y, batch, opt, reps)
-        flops = flops_per_sample(sizes) * batch
+        flops = training_flops(sizes) * batch
         for p in (8, 64):
             rows = math.ceil(batch / p)
             tc = step_seconds(net, X, y, rows, opt, reps)

@@ -73,7 +73,8 @@ def _spread(r: dict) -> str:
     return f"{100 * (lo / r['median'] - 1):+.0f}% / {100 * (hi / r['median'] - 1):+.0f}%"
 
 
-FLOPS_COUNTED = {False: "training FLOPs per sample (6·Σ n_(l-1)·n_l)",
+FLOPS_COUNTED = {False: "training FLOPs per sample (forward and gradient products, "
+                        "deltas from the second layer on)",
                  True: "FLOPs per predicted sample (2·Σ n_(l-1)·n_l)"}
 
 
@@ -303,9 +304,10 @@ def full_report(res: dict) -> str:
              f"## Training throughput ({top} threads)", "",
              f"Median of {res['reps']} interleaved repeats, each ≈{res['unit_seconds']} s of "
              "training; spread is the slowest and fastest repeat against the median. "
-             "GFLOP/s counts 6·Σ n_(l-1)·n_l FLOPs per trained sample (2·Σ per predicted "
-             "one). 'native ÷ entry' > 1 means deltaprop (the `fit` path users call; "
-             "`predict_proba` for mnist-predict) is faster.", ""]
+             "GFLOP/s counts the FLOPs of the products a step runs: 2·n_(l-1)·n_l a sample "
+             "for each layer's forward and gradient product and for each delta but the inputs' "
+             "(2·Σ n_(l-1)·n_l per predicted sample). 'native ÷ entry' > 1 means deltaprop "
+             "(the `fit` path users call; `predict_proba` for mnist-predict) is faster.", ""]
     parts += [workload_table(w, res["peak"][top], top) for w in res["workloads"]]
     if len(res["threads"]) > 1:
         parts += ["## Thread scaling (deltaprop native, `fit`)", "", scaling_table(res)]

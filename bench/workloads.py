@@ -11,6 +11,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def products(sizes: tuple[int, ...]) -> int:
+    """Σ n_{l-1}·n_l: multiply-adds of one sample's row through every layer's product."""
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def training_flops(sizes: tuple[int, ...]) -> int:
+    """FLOPs of one trained sample's products: forward A·W and gradient Aᵀ·D for every layer,
+    delta D·Wᵀ from the second layer on, 2 FLOPs a multiply-add. No trainer computes the inputs'
+    delta, which nothing uses: counted as 6·Σ, as it once was here, it made an MNIST-shaped step
+    look 1.4× faster than it ran (its first layer is 85% of Σ), and its products alone through
+    OpenBLAS "ran" at 116% of the sgemm peak."""
+    return 2 * (2 * products(sizes) + products(sizes[1:]))
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
@@ -34,11 +48,10 @@ class Workload:
 
     @property
     def flops_per_sample(self) -> int:
-        """FLOPs per sample: to train, 6·Σ n_{l-1}·n_l (forward, delta and gradient GEMMs, each
-        2·n_{l-1}·n_l multiply-adds); to predict, 2·Σ (the forward GEMMs). Bias, activation and
-        update work is not counted."""
-        products = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        return (2 if self.inference else 6) * products
+        """FLOPs per sample: to train, those of the products a step runs (training_flops); to
+        predict, 2·Σ n_{l-1}·n_l (the forward GEMMs). Bias, activation and update work is not
+        counted."""
+        return 2 * products(self.sizes) if self.inference else training_flops(self.sizes)
 
     @property
     def label(self) -> str:
