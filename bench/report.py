@@ -112,10 +112,10 @@ def workload_table(wl: dict, peak: float, threads: int) -> str:
                   "minutes; the column above divides by the best single call of the run."]
     trip = round_trip(wl)
     if trip:
-        lines += ["", "A cache line's round trip between the first two CPUs (bench/core_to_core.c), "
-                  f"timed in the same interleaved repeats: {trip}. A virtual machine's vCPUs "
-                  "move between the host's cores; the farther apart they are, the longer each "
-                  "thread waits for data the other wrote."]
+        lines += ["", "A cache line's round trip between the first two CPUs "
+                  f"(bench/core_to_core.c), timed in the same interleaved repeats: {trip}. "
+                  "A virtual machine's vCPUs move between the host's cores; the farther apart "
+                  "they are, the longer each thread waits for data the other wrote."]
     products = wl.get("products") or {}
     if "median" in products:
         lines += ["", "The step's GEMMs alone through NumPy/OpenBLAS (one batch's forward, "

@@ -59,7 +59,8 @@ def test_the_scaling_rows_say_how_far_apart_the_cores_were_and_how_the_numpy_loo
     res = scaling_results({"ns": [75.0, 76.0, 80.0, 450.0, 3100.0]})
     assert ("| mnist | 100 | 150 | 1.50× | 1.25× | — | yes | 80 ns (75–3,100) |"
             in report.scaling_table(res))
-    status = next(line for line in report.targets_table(res).splitlines() if "scaling mnist" in line)
+    status = next(line for line in report.targets_table(res).splitlines()
+                  if "scaling mnist" in line)
     assert "round trip between the CPUs meanwhile: 80 ns (75–3,100)" in status
     assert "the NumPy/OpenBLAS loop: 1.25×" in status
     # A run without the probe (one CPU, or results from before it) says nothing of it.

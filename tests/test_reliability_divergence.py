@@ -321,7 +321,7 @@ def test_adam_with_a_tiny_epsilon_cannot_step_past_the_largest_value(backend: st
     X, T = np.ones((rows, 2), dtype), np.full((rows, 1), g, dtype)
     zeros, T0 = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
     for x, t in [(X, T)] + [(zeros, T0)] * 8:
-        assert_finite_or_undone(net, lambda: net.train_step(x, t, opt))
+        assert_finite_or_undone(net, lambda x=x, t=t: net.train_step(x, t, opt))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -339,7 +339,7 @@ def test_a_velocity_built_at_a_small_rate_cannot_overflow_a_weight_at_a_large_on
     zeros, T0 = np.zeros((rows, 2), dtype), np.zeros((rows, 1), dtype)
     slow, fast = dp.SGD(lr=1e-30, momentum=0.99), dp.SGD(lr=limit, momentum=0.99)
     for x, t, opt in [(X, T, slow)] * 300 + [(zeros, T0, fast)] * 12:
-        assert_finite_or_undone(net, lambda: net.train_step(x, t, opt))
+        assert_finite_or_undone(net, lambda x=x, t=t, opt=opt: net.train_step(x, t, opt))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
