@@ -79,3 +79,23 @@ def test_bias_is_added_once_per_row(isa: str, dtype: type) -> None:
     b = np.arange(19, dtype=dtype)
     want = A.astype(np.float64) @ W.astype(np.float64) + b
     check(_native.forward_layer(A, W, b, "identity", 0.0), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [10, 45])
+@pytest.mark.parametrize("k", [70, 300])
+def test_a_non_finite_product_in_the_last_column_is_measured(isa: str, dtype: type, n: int,
+                                                             k: int) -> None:
+    # forward_layer proves W finite by measuring its products. C's last column lies in a panel
+    # narrower than NR; AVX-512 kernels write such panels' tiles into C with masked moves and
+    # measure them there (the 128 rows are whole tiles), over the first `cols` lanes only.
+    A, W = np.ones((128, k), dtype), np.ones((k, n), dtype)
+    p = k // 3
+    W[p, n - 1] = np.inf
+    A[:, p] = 0
+    with pytest.raises(ValueError, match=f"W must be finite; row {p} holds"):
+        _native.forward_layer(A, W, None, "identity", 0.0)
+    W[p, n - 1] = 1
+    A[:, p] = 1
+    check(_native.forward_layer(A, W, None, "identity", 0.0),
+          A.astype(np.float64) @ W.astype(np.float64), dtype)

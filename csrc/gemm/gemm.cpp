@@ -348,17 +348,18 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
           const std::ptrdiff_t cols = std::min<std::ptrdiff_t>(nr, j_end - j0);
           const bool whole = cols == nr;
           std::ptrdiff_t ir = 0;
-          // A column's full tiles run in one call where their sums go straight into C and no
-          // epilogue follows but a measure of them, which the kernel then takes.
+          // A column's full-height tiles run in one call where their sums go straight into C
+          // and no epilogue follows but a measure of them, which the kernel then takes; at C's
+          // last column too where the kernel moves part rows (kt.narrow_columns).
           const std::ptrdiff_t full = mc / mr;
-          if (whole && full > 0 && (!last || products_are_output)) {
+          if ((whole || kt.narrow_columns) && full > 0 && (!last || products_are_output)) {
             T* c_top = c + ic * ldc + j0;
-            if (!first) prefetch_block(c_top, ldc, mr, nr);
+            if (!first) prefetch_block(c_top, ldc, mr, cols);
             const bool measure = last && ep.kind == EpilogueKind::bias_activation &&
                                  ep.measure != Measure::nothing;
             const T sums = kt.column(static_cast<int>(kc), static_cast<int>(full), a_first, a_rs,
                                      a_cs, a_step, b_panel, b_rs, first ? nullptr : c_top, ldc,
-                                     c_top, ldc, measure);
+                                     c_top, ldc, measure, static_cast<int>(cols));
             largest = larger_magnitude(largest, double(sums));
             ir = full;
           }
