@@ -368,7 +368,8 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             const std::ptrdiff_t i0 = ic + ir * mr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
             // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's last column
-            // is staged in `tile` instead, and the last block's sums always land in `tile`,
+            // is staged in `tile` instead (such tiles reach this loop from kernels without
+            // masked moves, and at C's last rows), and the last block's sums always land in `tile`,
             // where the epilogue reads them. A tile short of rows at C's last rows runs the
             // kernel of its rows, which reads and writes no row past C's last (so an A read in
             // place needs no zero-padded copy).
