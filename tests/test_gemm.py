@@ -91,9 +91,10 @@ def test_bias_is_added_once_per_row(isa: str, dtype: type, m: int) -> None:
 def test_a_non_finite_product_in_the_last_column_is_measured(isa: str, dtype: type, n: int,
                                                              k: int) -> None:
     # forward_layer proves W finite by measuring its products. C's last column lies in a panel
-    # narrower than NR; AVX-512 kernels write such panels' tiles into C with masked moves and
-    # measure them there (the 128 rows are whole tiles), over the first `cols` lanes only.
-    A, W = np.ones((128, k), dtype), np.ones((k, n), dtype)
+    # narrower than NR, whose tiles the kernels write straight into C in part rows, measuring
+    # the sums in the first `cols` lanes of their registers. 144 rows are whole tiles for every
+    # MR (4, 6, 8), so no other path sees the bad column.
+    A, W = np.ones((144, k), dtype), np.ones((k, n), dtype)
     p = k // 3
     W[p, n - 1] = np.inf
     A[:, p] = 0

@@ -349,10 +349,10 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
           const bool whole = cols == nr;
           std::ptrdiff_t ir = 0;
           // A column's full-height tiles run in one call where their sums go straight into C
-          // and no epilogue follows but a measure of them, which the kernel then takes; at C's
-          // last column too where the kernel moves part rows (kt.narrow_columns).
+          // and no epilogue follows but a measure of them, which the kernel then takes (at C's
+          // last column too: the kernel then reads and writes part rows).
           const std::ptrdiff_t full = mc / mr;
-          if ((whole || kt.narrow_columns) && full > 0 && (!last || products_are_output)) {
+          if (full > 0 && (!last || products_are_output)) {
             T* c_top = c + ic * ldc + j0;
             if (!first) prefetch_block(c_top, ldc, mr, cols);
             const bool measure = last && ep.kind == EpilogueKind::bias_activation &&
@@ -368,8 +368,7 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             const std::ptrdiff_t i0 = ic + ir * mr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
             // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's last column
-            // is staged in `tile` instead (such tiles reach this loop from kernels without
-            // masked moves, and at C's last rows), and the last block's sums always land in `tile`,
+            // is staged in `tile` instead, and the last block's sums always land in `tile`,
             // where the epilogue reads them. A tile short of rows at C's last rows runs the
             // kernel of its rows, which reads and writes no row past C's last (so an A read in
             // place needs no zero-padded copy).

@@ -40,27 +40,57 @@ __attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const 
   }
 }
 
-// The first `lanes` lanes of a vector of C's row (0 <= lanes <= the vector's), by AVX-512's
-// masked moves, which neither read nor write the lanes past them (nor fault there): a tile
-// that overhangs C's last column goes straight into C, where without masks it is staged in a
-// buffer and copied out row by row (128×128 · 128×10 alone: 8% of its time). Only AVX-512
-// kernels have these moves (kernel_table's `narrow_columns`).
+// The first `lanes` lanes of a vector of C's row (0 <= lanes <= the vector's), read (the rest
+// zero) or written without touching the lanes past them, so that a tile overhanging C's last
+// column goes straight into C. Staged in a buffer and copied out row by row instead, such tiles
+// cost 8% of 128×128 · 128×10 alone on AVX-512, ~15% on AVX2. AVX-512 has masked moves, which
+// do not fault past the lanes either; narrower vectors move in halving pieces (8 + 2 floats for
+// a 10-wide row on AVX2), each within the vector, so no load spans two of the kernel's stores.
 template <typename V, typename T>
 __attribute__((always_inline)) inline V load_first_lanes(const T* p, int lanes) {
-  static_assert(sizeof(V) == 64, "masked moves are AVX-512's");
-  if constexpr (sizeof(T) == 4)
-    return __builtin_ia32_loadups512_mask(p, V{}, (unsigned short)((1u << lanes) - 1));
-  else
-    return __builtin_ia32_loadupd512_mask(p, V{}, (unsigned char)((1u << lanes) - 1));
+  constexpr int W = int(sizeof(V) / sizeof(T));
+  if constexpr (sizeof(V) == 64) {
+    if constexpr (sizeof(T) == 4)
+      return __builtin_ia32_loadups512_mask(p, V{}, (unsigned short)((1u << lanes) - 1));
+    else
+      return __builtin_ia32_loadupd512_mask(p, V{}, (unsigned char)((1u << lanes) - 1));
+  } else {
+    V v{};
+    if (lanes >= W) {
+      __builtin_memcpy(&v, p, sizeof v);
+    } else if constexpr (W > 1) {
+      typedef T H __attribute__((vector_size(sizeof(V) / 2)));
+      const H low = load_first_lanes<H>(p, lanes < W / 2 ? lanes : W / 2);
+      const H high = lanes > W / 2 ? load_first_lanes<H>(p + W / 2, lanes - W / 2) : H{};
+      __builtin_memcpy(&v, &low, sizeof low);
+      __builtin_memcpy(reinterpret_cast<char*>(&v) + sizeof low, &high, sizeof high);
+    }
+    return v;
+  }
 }
 
 template <typename V, typename T>
 __attribute__((always_inline)) inline void store_first_lanes(T* p, V v, int lanes) {
-  static_assert(sizeof(V) == 64, "masked moves are AVX-512's");
-  if constexpr (sizeof(T) == 4)
-    __builtin_ia32_storeups512_mask(p, v, (unsigned short)((1u << lanes) - 1));
-  else
-    __builtin_ia32_storeupd512_mask(p, v, (unsigned char)((1u << lanes) - 1));
+  constexpr int W = int(sizeof(V) / sizeof(T));
+  if constexpr (sizeof(V) == 64) {
+    if constexpr (sizeof(T) == 4)
+      __builtin_ia32_storeups512_mask(p, v, (unsigned short)((1u << lanes) - 1));
+    else
+      __builtin_ia32_storeupd512_mask(p, v, (unsigned char)((1u << lanes) - 1));
+  } else if (lanes >= W) {
+    __builtin_memcpy(p, &v, sizeof v);
+  } else if constexpr (W > 1) {
+    typedef T H __attribute__((vector_size(sizeof(V) / 2)));
+    H low, high;
+    __builtin_memcpy(&low, &v, sizeof low);
+    __builtin_memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+    if (lanes >= W / 2) {
+      __builtin_memcpy(p, &low, sizeof low);
+      store_first_lanes(p + W / 2, high, lanes - W / 2);
+    } else {
+      store_first_lanes(p, low, lanes);
+    }
+  }
 }
 
 // The lanes of vector v of a row that lie in its first `cols` columns.
@@ -69,16 +99,41 @@ constexpr int lanes_within(int cols, int v) {
   return cols - v * W < 0 ? 0 : cols - v * W > W ? W : cols - v * W;
 }
 
+// The integers whose order, with the sign bit cleared, is the order of T's magnitudes (infinity
+// above every finite value, NaN above infinity): magnitude.hpp's measure, which kernel files
+// cannot include.
+template <typename T>
+struct BitsOf;
+template <>
+struct BitsOf<float> {
+  typedef __INT32_TYPE__ type;
+};
+template <>
+struct BitsOf<double> {
+  typedef __INT64_TYPE__ type;
+};
+
+// Magnitudes as such integers, a vector of them, and the mask that clears the sign bit.
+template <typename T, int VBYTES>
+struct Magnitudes {
+  typedef typename BitsOf<T>::type Bits;
+  typedef Bits Vector __attribute__((vector_size(VBYTES)));
+  static constexpr Bits mask = Bits(~(1ull << (8 * sizeof(Bits) - 1)));
+};
+
 // A(i, p) = a[i*a_rs + p*a_cs], with a_rs == 1 (a packed MR-major panel, a_cs = MR, or columns
 // of a transposed matrix read in place) or a_cs == 1 (MR rows of a row-major matrix read in
 // place: MR contiguous streams). B(p, j) = b[p*b_rs + j]: a packed panel (b_rs = NR, 64-byte
 // aligned) or NR columns of a row-major matrix read in place. `narrow`: C's rows are read and
-// written in their first `cols` columns only (load_first_lanes).
+// written in their first `cols` columns only (load_first_lanes). Where `largest` is given, the
+// magnitudes of the sums in those columns raise it, lane by lane, from the registers: read back
+// from C, the part rows of a narrow tile cost AVX2 22% of 128×128 · 128×10.
 template <typename T, int MR, int NR, int VBYTES, bool narrow = false>
 inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
                              std::ptrdiff_t a_cs, const T* __restrict b, std::ptrdiff_t b_rs,
                              const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
-                             std::ptrdiff_t ldc_out, int cols = NR) {
+                             std::ptrdiff_t ldc_out, int cols = NR,
+                             typename Magnitudes<T, VBYTES>::Vector* largest = nullptr) {
   typedef T V __attribute__((vector_size(VBYTES), aligned(VBYTES)));
   typedef T U __attribute__((vector_size(VBYTES), aligned(sizeof(T))));  // rows of C: unaligned
   constexpr int W = VBYTES / int(sizeof(T));
@@ -146,76 +201,61 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
       else
         *reinterpret_cast<U*>(row) = acc[i][v];
     }
+  if (largest) {
+    typedef Magnitudes<T, VBYTES> M;
+    typename M::Vector within[NV];  // all bits set in the lanes within C's columns
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      typename M::Vector lane;
+      for (int l = 0; l < W; ++l) lane[l] = l;
+      within[v] = lane < lanes_within<W>(cols, v);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        typename M::Vector bits;
+        __builtin_memcpy(&bits, &acc[i][v], sizeof bits);
+        bits &= M::mask & within[v];
+        *largest = bits > *largest ? bits : *largest;
+      }
+  }
 }
-
-// The integers whose order, with the sign bit cleared, is the order of T's magnitudes (infinity
-// above every finite value, NaN above infinity): magnitude.hpp's measure, which kernel files
-// cannot include.
-template <typename T>
-struct BitsOf;
-template <>
-struct BitsOf<float> {
-  typedef __INT32_TYPE__ type;
-};
-template <>
-struct BitsOf<double> {
-  typedef __INT64_TYPE__ type;
-};
 
 // Full tiles down a column panel in one call (the `column` slot, kernels.hpp): a call and the
 // loop logic around it for each tile cost 2.6% of 256×2048 · 2048×2048 at 1 thread. Each tile
 // asks for the next one's partial sums first, so that they arrive while it runs. Where asked
-// to `measure`, each tile's rows are read back while they are in L1 and the largest magnitude
-// of the sums is returned (an epilogue call per tile did that for `forward_layer`).
+// to `measure`, the largest magnitude of the tiles' sums is returned, taken from the registers
+// by the microkernel (an epilogue call per tile did that for `forward_layer`).
 template <typename T, int MR, int NR, int VBYTES, bool narrow>
 T column_tiles(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
                std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
                std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure, int cols) {
-  typedef typename BitsOf<T>::type Bits;
-  typedef Bits BV __attribute__((vector_size(VBYTES)));
-  typedef T V __attribute__((vector_size(VBYTES)));
+  typedef Magnitudes<T, VBYTES> M;
   constexpr int lanes = VBYTES / int(sizeof(T));
-  constexpr Bits magnitude = Bits(~(1ull << (8 * sizeof(Bits) - 1)));
-  BV largest{};
+  typename M::Vector largest{};
   for (int t = 0; t < tiles; ++t) {
     const T* partial = c_in ? c_in + t * MR * ldc_in : nullptr;
     if (partial && t + 1 < tiles) prefetch_block(partial + MR * ldc_in, ldc_in, MR, cols);
-    T* tile = c_out + t * MR * ldc_out;
     gemm_microkernel<T, MR, NR, VBYTES, narrow>(kc, a + t * a_step, a_rs, a_cs, b, b_rs, partial,
-                                                ldc_in, tile, ldc_out, cols);
-    if (measure)
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j += lanes) {
-          const T* row = tile + i * ldc_out + j;
-          V sums;
-          if constexpr (narrow)  // lanes past C's last column read as 0, which raises nothing
-            sums = load_first_lanes<V>(row, lanes_within<lanes>(cols, j / lanes));
-          else
-            __builtin_memcpy(&sums, row, sizeof sums);
-          BV bits;
-          __builtin_memcpy(&bits, &sums, sizeof bits);
-          bits &= magnitude;
-          largest = bits > largest ? bits : largest;
-        }
+                                                ldc_in, c_out + t * MR * ldc_out, ldc_out, cols,
+                                                measure ? &largest : nullptr);
   }
-  Bits most = 0;
+  typename M::Bits most = 0;
   for (int lane = 0; lane < lanes; ++lane) most = largest[lane] > most ? largest[lane] : most;
   T value;
   __builtin_memcpy(&value, &most, sizeof value);
   return value;
 }
 
-// The `column` slot: whole tiles, or tiles `cols` < NR wide where the kernel has masked moves.
+// The `column` slot: whole tiles, or tiles `cols` < NR wide at C's last column.
 template <typename T, int MR, int NR, int VBYTES>
 T column_kernel(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
                 std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
                 std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure, int cols) {
-  if constexpr (VBYTES == 64)
-    if (cols < NR)
-      return column_tiles<T, MR, NR, VBYTES, true>(kc, tiles, a, a_rs, a_cs, a_step, b, b_rs,
-                                                   c_in, ldc_in, c_out, ldc_out, measure, cols);
+  if (cols < NR)
+    return column_tiles<T, MR, NR, VBYTES, true>(kc, tiles, a, a_rs, a_cs, a_step, b, b_rs, c_in,
+                                                 ldc_in, c_out, ldc_out, measure, cols);
   return column_tiles<T, MR, NR, VBYTES, false>(kc, tiles, a, a_rs, a_cs, a_step, b, b_rs, c_in,
                                                 ldc_in, c_out, ldc_out, measure, NR);
 }
@@ -239,8 +279,7 @@ constexpr typename KernelTable<T>::Kernel edge_kernel() {
 template <typename T, int MR, int NR, int VBYTES>
 constexpr KernelTable<T> kernel_table(int kc, int mc, int nc, const char* isa) {
   static_assert(MR <= 8, "edge kernels are kept for tiles of up to eight rows");
-  return {rows_kernel<T, MR, NR, VBYTES>, column_kernel<T, MR, NR, VBYTES>, VBYTES == 64,
-          MR, NR, kc, mc, nc, isa,
+  return {rows_kernel<T, MR, NR, VBYTES>, column_kernel<T, MR, NR, VBYTES>, MR, NR, kc, mc, nc, isa,
           {nullptr, edge_kernel<T, 1, MR, NR, VBYTES>(), edge_kernel<T, 2, MR, NR, VBYTES>(),
            edge_kernel<T, 3, MR, NR, VBYTES>(), edge_kernel<T, 4, MR, NR, VBYTES>(),
            edge_kernel<T, 5, MR, NR, VBYTES>(), edge_kernel<T, 6, MR, NR, VBYTES>(),

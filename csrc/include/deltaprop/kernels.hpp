@@ -15,9 +15,8 @@
 //   a + t·a_step and C's rows from t·MR on (c_in's and c_out's); before each tile but the first
 //   it has asked for the next tile's partial sums (c_in), as gemm_block does for a single tile.
 //   Returns max |c_out| over the tiles where `measure` (NaN or infinity for a sum that is not
-//   finite), otherwise 0. Where the table has `narrow_columns`, `cols` may be less than NR: c_in
-//   and c_out are then read and written in their first `cols` columns only (the tiles of a
-//   column panel that overhangs C's last column); otherwise cols == NR.
+//   finite), otherwise 0. For a column panel that overhangs C's last column, cols < NR: c_in and
+//   c_out are then read and written in their first `cols` columns only.
 #pragma once
 
 #include <cstddef>  // std::ptrdiff_t only: a typedef, no code
@@ -38,7 +37,6 @@ struct KernelTable {
                       int cols);
   Kernel gemm;
   Column column;
-  bool narrow_columns;  // `column` takes cols < NR (AVX-512's masked moves)
   int mr, nr;      // register tile
   int kc, mc, nc;  // blocking: a kc×nr panel of B in L1, mc×kc of A in L2, kc×nc of B in L3
   const char* isa;
