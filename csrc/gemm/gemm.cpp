@@ -301,9 +301,9 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   const bool prefetch_parameters =
       ep.kind == EpilogueKind::optimizer && ((team > 1 && ep.param_read_across) || update_is_large);
   const bool prefetch_moments = ep.kind == EpilogueKind::optimizer && update_is_large;
-  // Where the epilogue would only copy the products, a whole tile's final sums go straight into C
-  // and the epilogue runs on them there (a measure, or nothing): the copy through `tile` took
-  // ~4% of 32×64 · 64×128 alone.
+  // Where the epilogue would only copy the products, a tile's final sums go straight into C
+  // (part rows at C's last column) and the epilogue runs on them there (a measure, or nothing):
+  // the copy through `tile` took ~4% of 32×64 · 64×128 alone.
   const bool products_are_output =
       ep.kind == EpilogueKind::store ||
       (ep.kind == EpilogueKind::bias_activation && !ep.bias &&
