@@ -11,8 +11,13 @@ namespace deltaprop {
 // An online epoch asks for the sample this many steps on: enough to hide a miss behind steps.
 constexpr std::size_t online_prefetch_ahead = 8;
 
+// Where a request leaves the lines: L1 (PREFETCHT0), for rows the very next loads read; or L2
+// (PREFETCHT1), for whole rows a copy reads a little later. AMD's cores hand a request for L2 to
+// the L2 without holding one of the L1's few miss buffers, so many more rows are in flight.
+enum class PrefetchTo { l1 = 3, l2 = 2 };
+
 // Prefetch rows[0..count) of the row-major array at base (row_length elements a row).
-template <typename T>
+template <PrefetchTo to = PrefetchTo::l1, typename T>
 inline void prefetch_rows(const T* base, std::size_t row_length, const std::int64_t* rows,
                           std::size_t count) {
   constexpr std::uintptr_t line = 64;
@@ -20,7 +25,7 @@ inline void prefetch_rows(const T* base, std::size_t row_length, const std::int6
     const auto first = reinterpret_cast<std::uintptr_t>(base + rows[r] * row_length);
     const std::uintptr_t end = first + row_length * sizeof(T);
     for (std::uintptr_t at = first & ~(line - 1); at < end; at += line)
-      __builtin_prefetch(reinterpret_cast<const void*>(at));
+      __builtin_prefetch(reinterpret_cast<const void*>(at), 0, static_cast<int>(to));
   }
 }
 
