@@ -558,14 +558,13 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       constexpr double multiply_adds_per_element = 40;
       const double work = double(rows) * double(n_in + n_out) * multiply_adds_per_element;
       const std::int64_t* ids = order.data() + start;
+      // Each row's lines are asked for into L2 two rows ahead of its copy, so several rows'
+      // misses overlap: the copy alone kept about one row's in flight, ~6 GB/s a core (AMD EPYC,
+      // Zen 4), and requests into L1 wait for its few miss buffers as the copy's loads do.
+      // MNIST-shaped gather, 4 paired rounds: 56-70 → 36-46 µs at 1 thread, 36-47 → 29-40 µs at
+      // 2. A batch small enough to be asked for a whole step ahead (above) is in L1 already.
+      const std::size_t ahead = rows * (n_in + n_out) * sizeof(T) <= prefetch_up_to_bytes ? 0 : 2;
       on_threads(threads_for(work), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
-        // Each row's lines are asked for into L2 two rows ahead of its copy, so the misses of
-        // several rows overlap: the copy alone kept about one row's misses in flight, ~6 GB/s a
-        // core (AMD EPYC, Zen 4). MNIST-shaped gather, 4 paired rounds: 56-70 → 36-46 µs at
-        // 1 thread, 36-47 → 29-40 µs at 2. (Asked for into L1, as the batch ahead is below, the
-        // rows stayed about as slow: those requests wait for the L1's few miss buffers.)
-        // A batch small enough to be asked for a whole step ahead (above) is in L1 already.
-        const std::size_t ahead = rows * (n_in + n_out) * sizeof(T) <= prefetch_up_to_bytes ? 0 : 2;
         const std::size_t begin = rows * me / team, end = rows * (me + 1) / team;
         const auto ask = [&](std::size_t r, std::size_t count) {
           prefetch_rows<PrefetchTo::l2>(x, n_in, ids + r, count);
