@@ -135,12 +135,17 @@ void pack_b(MatrixView<T> b, std::ptrdiff_t p0, std::ptrdiff_t j0, std::ptrdiff_
     constexpr std::ptrdiff_t s = transpose_block_size<T>;
     std::ptrdiff_t p = 0;
     if (block_transposes && b.rs == 1) {
-      for (; p + s <= kc; p += s) {
-        std::ptrdiff_t j = 0;
-        for (; j + s <= width; j += s) transpose_block(&b(p0 + p, j1 + j), b.cs, panel + p * nr + j, nr);
-        for (std::ptrdiff_t q = p; q < p + s; ++q)
-          for (std::ptrdiff_t jj = j; jj < width; ++jj) panel[q * nr + jj] = b(p0 + q, j1 + jj);
-      }
+      // s of W's rows at a time, each read along its kc elements, down the panel: across the
+      // panel, a block row at a time, the copy read all NR rows at once, more streams than the
+      // hardware prefetcher follows, and ran at a third of the straight copy's speed (one
+      // thread's 8 MB of a 2048² Wᵀ from L3: 1,070 µs, now 430-520, the straight copy 300).
+      const std::ptrdiff_t blocks_end = kc / s * s, whole = width / s * s;
+      for (std::ptrdiff_t j = 0; j < whole; j += s)
+        for (std::ptrdiff_t q = 0; q < blocks_end; q += s)
+          transpose_block(&b(p0 + q, j1 + j), b.cs, panel + q * nr + j, nr);
+      for (std::ptrdiff_t q = 0; q < blocks_end; ++q)
+        for (std::ptrdiff_t j = whole; j < width; ++j) panel[q * nr + j] = b(p0 + q, j1 + j);
+      p = blocks_end;
     }
     for (; p < kc; ++p)
       for (std::ptrdiff_t j = 0; j < width; ++j) panel[p * nr + j] = b(p0 + p, j1 + j);
