@@ -6,9 +6,11 @@
 #include "deltaprop/network.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -168,22 +170,53 @@ template <typename T>
 void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure,
                               std::vector<Buffer<T>>& a) {
   const T* in = x;
-  for (std::size_t l = 1; l <= n_layers(); ++l) {
-    const bool hidden = l < n_layers();
-    Epilogue<T> ep;
-    ep.kind = EpilogueKind::bias_activation;
-    // The output layer stops at Z_L: output_pass applies its activation together with the loss.
-    ep.activation = hidden ? activations_[l - 1] : Activation::identity;
-    ep.alpha = alpha_;
-    ep.bias = bias_ ? biases[l - 1].data() : nullptr;
-    ep.measure = hidden && measure ? Measure::output : Measure::nothing;
-    const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
-    const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-    const double largest = gemm<T>(rows, n_out, n_in, row_major(in, n_in),
-                                   row_major(weights[l - 1].data(), n_out), a[l].data(), n_out, ep);
-    if (hidden && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
-    in = a[l].data();
+  for (std::size_t l = 1; l <= n_layers(); ++l) in = forward_layer(l, in, rows, measure, a);
+}
+
+template <typename T>
+const T* Network<T>::forward_layer(std::size_t l, const T* in, std::size_t rows, bool measure,
+                                   std::vector<Buffer<T>>& a) {
+  const bool hidden = l < n_layers();
+  Epilogue<T> ep;
+  ep.kind = EpilogueKind::bias_activation;
+  // The output layer stops at Z_L: output_pass applies its activation together with the loss.
+  ep.activation = hidden ? activations_[l - 1] : Activation::identity;
+  ep.alpha = alpha_;
+  ep.bias = bias_ ? biases[l - 1].data() : nullptr;
+  ep.measure = hidden && measure ? Measure::output : Measure::nothing;
+  const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
+  const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
+  const double largest = gemm<T>(rows, n_out, n_in, row_major(in, n_in),
+                                 row_major(weights[l - 1].data(), n_out), a[l].data(), n_out, ep);
+  if (hidden && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
+  return a[l].data();
+}
+
+template <typename T>
+template <typename Phase>
+void Network<T>::beside_next_batch(NextBatch<T>* next, double work, const Phase& phase) {
+  // A thread to spare: two are available now (none while a stall's back-off lasts).
+  const bool spare = threads_for(std::numeric_limits<double>::infinity()) >= 2;
+  if (!next || next->copied == next->batch.rows || threads_for(work) > 1 || !spare) {
+    phase();
+    return;
   }
+  // What the phase throws leaves the parallel region as it would leave the phase alone.
+  std::exception_ptr failed;
+  std::atomic<bool> done{false};
+  on_threads(2, [&](std::ptrdiff_t, std::ptrdiff_t me) {
+    if (me == 0) {
+      try {
+        phase();
+      } catch (...) {
+        failed = std::current_exception();
+      }
+      done.store(true, std::memory_order_relaxed);
+    } else {
+      next->copied = next->batch.copy(next->copied, next->batch.rows, 2, &done);
+    }
+  });
+  if (failed) std::rethrow_exception(failed);
 }
 
 template <typename T>
@@ -220,7 +253,8 @@ void Network<T>::delta_pass(std::size_t rows, bool measure) {
 
 template <typename T>
 void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
-                               const std::vector<T*>& db, const OptimizerStep<T>* opt) {
+                               const std::vector<T*>& db, const OptimizerStep<T>* opt,
+                               NextBatch<T>* next) {
   const bool split_k = rows > static_cast<std::size_t>(gemm_kernel<T>().kc);
   for (std::size_t l = n_layers(); l >= 1; --l) {
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
@@ -243,16 +277,20 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
     } else {
       c = dw[l - 1];
     }
-    gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
-
-    if (bias_) {  // ∂E/∂b_l = Σ_rows D_l
-      T* g = opt ? reserve(row_gradient_, sizes_[l]) : db[l - 1];
+    // ∂E/∂b_l = Σ_rows D_l, into g
+    T* g = !bias_ ? nullptr : opt ? reserve(row_gradient_, sizes_[l]) : db[l - 1];
+    // The output layer's: its product is the narrow one that may run alone (the next rows'
+    // copy in a region of its own beside a few µs of work elsewhere would cost what it saves).
+    const double work = double(n_in) * double(n_out) * double(batch);
+    beside_next_batch(l == n_layers() ? next : nullptr, work, [&] {
+      gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
+      if (!g) return;
       column_sums(d, rows, sizes_[l], g);
       if (opt)
         apply_update(*opt, biases[l - 1].data(), g,
                      m_biases.empty() ? nullptr : m_biases[l - 1].data(),
                      v_biases.empty() ? nullptr : v_biases[l - 1].data(), sizes_[l], false);
-    }
+    });
   }
 }
 
@@ -448,16 +486,22 @@ std::size_t Network<T>::n_parameters() const {
 
 template <typename T>
 double Network<T>::train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt,
-                              double x_largest) {
+                              double x_largest, NextBatch<T>* next) {
   reserve_rows(rows);
   if (rows == 1) return online_step(x, t, opt);
-  forward_pass(x, rows, true, a_);
-  const double loss = output_pass(t, rows, true) / static_cast<double>(rows);
+  const T* in = x;
+  for (std::size_t l = 1; l < n_layers(); ++l) in = forward_layer(l, in, rows, true, a_);
+  const std::size_t last = n_layers();
+  double loss = 0;
+  beside_next_batch(next, double(rows) * double(sizes_[last - 1]) * double(sizes_[last]), [&] {
+    forward_layer(last, in, rows, true, a_);
+    loss = output_pass(t, rows, true) / static_cast<double>(rows);
+  });
   if (!std::isfinite(loss)) return loss;
   delta_pass(rows, true);
   const bool careful = guard_before_update(x, rows, opt, x_largest);
   begin_step(opt);
-  gradient_pass(x, rows, {}, {}, &opt);
+  gradient_pass(x, rows, {}, {}, &opt, next);
   return guard_after_update(careful) ? loss : std::numeric_limits<double>::quiet_NaN();
 }
 
@@ -488,12 +532,16 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
   }
   const std::vector<std::int64_t>& order = epoch_order_.order;
   // A shuffled batch is gathered into contiguous rows (A_0 of the step); an unshuffled one is
-  // used where it lies.
-  Buffer<T> batch_x, batch_t;
-  if (shuffle) {
-    reserve(batch_x, std::min(batch_size, n) * n_in);
-    reserve(batch_t, std::min(batch_size, n) * n_out);
-  }
+  // used where it lies. Steps alternate between two buffers: while one step reads a batch from
+  // one, a thread its one-thread phases leave idle copies rows of the next into the other.
+  Buffer<T> batch_x[2], batch_t[2];
+  if (shuffle)
+    for (int i = 0; i < 2; ++i) {
+      reserve(batch_x[i], std::min(batch_size, n) * n_in);
+      reserve(batch_t[i], std::min(batch_size, n) * n_out);
+    }
+  int current = 0;
+  std::size_t copied_ahead = 0;  // rows of this step's batch that the step before copied
   // Read the clock about every 2^20 multiply-adds (tens of microseconds), not every step: an
   // online step of a tiny network is shorter than the clock read itself.
   const std::size_t clock_stride = std::max<std::size_t>(
@@ -560,32 +608,32 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       // tenth of its step at 2 threads), some 40 multiply-adds' worth: shared between threads
       // from the same amount of work as a GEMM, the MNIST-shaped gather took 31 µs.
       constexpr double multiply_adds_per_element = 40;
-      const double work = double(rows) * double(n_in + n_out) * multiply_adds_per_element;
-      const std::int64_t* ids = order.data() + start;
-      // Each row's lines are asked for into L2 two rows ahead of its copy, so several rows'
-      // misses overlap: the copy alone kept about one row's in flight, ~6 GB/s a core (AMD EPYC,
-      // Zen 4), and requests into L1 wait for its few miss buffers as the copy's loads do.
-      // MNIST-shaped gather, 4 paired rounds: 56-70 → 36-46 µs at 1 thread, 36-47 → 29-40 µs at
-      // 2. A batch small enough to be asked for a whole step ahead is in L1 already.
+      const std::size_t left = rows - copied_ahead;
+      const double work = double(left) * double(n_in + n_out) * multiply_adds_per_element;
+      const BatchRows<T> batch{x, t, n_in, n_out, order.data() + start, rows,
+                               batch_x[current].data(), batch_t[current].data()};
+      // A batch small enough to be asked for a whole step ahead is in L1 already.
       const std::size_t ahead = asked_a_step_ahead(rows) ? 0 : 2;
       on_threads(threads_for(work), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
-        const std::size_t begin = rows * me / team, end = rows * (me + 1) / team;
-        const auto ask = [&](std::size_t r, std::size_t count) {
-          prefetch_rows<PrefetchTo::l2>(x, n_in, ids + r, count);
-          prefetch_rows<PrefetchTo::l2>(t, n_out, ids + r, count);
-        };
-        ask(begin, std::min(ahead, end - begin));
-        for (std::size_t r = begin; r < end; ++r) {
-          if (ahead && r + ahead < end) ask(r + ahead, 1);
-          const auto src = static_cast<std::size_t>(ids[r]);
-          std::memcpy(batch_x.data() + r * n_in, x + src * n_in, n_in * sizeof(T));
-          std::memcpy(batch_t.data() + r * n_out, t + src * n_out, n_out * sizeof(T));
-        }
+        batch.copy(copied_ahead + left * me / team, copied_ahead + left * (me + 1) / team, ahead);
       });
-      bx = batch_x.data();
-      bt = batch_t.data();
+      bx = batch_x[current].data();
+      bt = batch_t[current].data();
     }
-    const double loss = train_step(bx, bt, rows, opt, x_largest);
+    // The next batch's rows, copied during this step where a thread is idle (not those asked
+    // for a step ahead: their gather is a copy from L1). MNIST-shaped, 2 threads: ~40% of the
+    // rows, copied during the 10-wide layer's phases; the gather 31-32 → 20 µs, the step
+    // 659-661 → 651 µs (each one-thread phase ~0.5 µs longer for its region).
+    const std::size_t next_start = start + batch_size;
+    const bool copy_ahead = shuffle && rows > 1 && next_start < n && !asked_a_step_ahead(rows);
+    NextBatch<T> next{};
+    if (copy_ahead)
+      next.batch = {x, t, n_in, n_out, order.data() + next_start,
+                    std::min(batch_size, n - next_start), batch_x[1 - current].data(),
+                    batch_t[1 - current].data()};
+    const double loss = train_step(bx, bt, rows, opt, x_largest, copy_ahead ? &next : nullptr);
+    copied_ahead = next.copied;
+    current = 1 - current;
     if (!std::isfinite(loss)) {
       result.diverged = true;
       result.batch = index;

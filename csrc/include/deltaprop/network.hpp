@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "deltaprop/activation.hpp"
+#include "deltaprop/batch_rows.hpp"
 #include "deltaprop/buffer.hpp"
 #include "deltaprop/loss.hpp"
 #include "deltaprop/optimizer.hpp"
@@ -92,8 +93,9 @@ class Network {
   // a step that would make a parameter or moment non-finite (an overflowing gradient under a
   // finite loss) is undone and returns NaN. `x_largest` is max |x| where the caller knows a
   // bound (fit_epoch: of all of X); negative, the divergence guard scans the batch for it.
+  // Where `next` is given, a thread the step leaves idle copies rows of it meanwhile.
   double train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt,
-                    double x_largest = -1.0);
+                    double x_largest = -1.0, NextBatch<T>* next = nullptr);
 
   // Called between steps of an epoch with the number of samples done; returning false stops
   // the epoch after the last completed step.
@@ -143,6 +145,9 @@ class Network {
   // MNIST-shaped fit (AMD EPYC, 1 thread), on one thread even when two were training.
   // Predictions and losses need no measure.
   void forward_pass(const T* x, std::size_t rows, bool measure, std::vector<Buffer<T>>& a);
+  // Layer l's part of it, from `in` (A_{l-1}); returns a[l].
+  const T* forward_layer(std::size_t l, const T* in, std::size_t rows, bool measure,
+                         std::vector<Buffer<T>>& a);
   // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
   double output_pass(const T* t, std::size_t rows, bool with_delta);
   // Backward from D_L: every delta D_{L-1}..D_1 with the old weights first, then each layer's
@@ -151,7 +156,13 @@ class Network {
   // delta_pass's epilogues measure max|D_l| for it (measure), as forward_pass's do max|A_l|.
   void delta_pass(std::size_t rows, bool measure);
   void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
-                     const std::vector<T*>& db, const OptimizerStep<T>* opt);
+                     const std::vector<T*>& db, const OptimizerStep<T>* opt,
+                     NextBatch<T>* next = nullptr);
+  // phase(), a part of the step of `work` multiply-adds. Where it runs on one thread (the
+  // output layer of an MNIST-shaped network: its products, the output pass) and another is
+  // free, that thread copies the next rows of `next` meanwhile, until the phase is done.
+  template <typename Phase>
+  void beside_next_batch(NextBatch<T>* next, double work, const Phase& phase);
 
   // The divergence guard. An update is provably finite when every gradient is bounded well
   // below sqrt(max(T)) (so g², lr·g and the moments stay finite): |∂E/∂W_l| <= B·max|A_{l-1}|·
