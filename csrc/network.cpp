@@ -195,9 +195,11 @@ const T* Network<T>::forward_layer(std::size_t l, const T* in, std::size_t rows,
 template <typename T>
 template <typename Phase>
 void Network<T>::beside_next_batch(NextBatch<T>* next, double work, const Phase& phase) {
-  // A thread to spare: two are available now (none while a stall's back-off lasts).
-  const bool spare = threads_for(std::numeric_limits<double>::infinity()) >= 2;
-  if (!next || next->copied == next->batch.rows || threads_for(work) > 1 || !spare) {
+  // Alone: no rows left to copy, a phase that runs on threads itself, or no thread to spare
+  // (two available now; none while a stall's back-off lasts). Tested in that order, as every
+  // layer of every step asks, and most have no rows to copy.
+  if (!next || next->copied == next->batch.rows || threads_for(work) > 1 ||
+      threads_for(std::numeric_limits<double>::infinity()) < 2) {
     phase();
     return;
   }

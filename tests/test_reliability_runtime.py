@@ -229,9 +229,10 @@ def test_peak_rss_of_fit_is_the_optimizer_state_and_one_batch(optimizer: str, st
     assert out.returncode == 0, out.stderr[-3000:]
     params = (1024 * 2048 + 2048 + 2048 * 10 + 10) * 4
     # A batch's activations, pre-activations and deltas, and two batches' gathered rows (within
-    # four arrays of batch × every width); the GEMM's packed panels, 256 rows deep and as wide as the widest layer
-    # (4 MiB over all threads); 2 MiB for thread stacks and the allocator's own. Measured on
-    # the 2-core EPYC: 0.6 MiB above the state at batch 1, 8 MiB at 128 (bound: 6 and 12).
+    # four arrays of batch × every width); the GEMM's packed panels, 256 rows deep and as wide
+    # as the widest layer (4 MiB over all threads); 2 MiB for thread stacks and the allocator's
+    # own. Measured on the 2-core EPYC: 0.6 MiB above the state at batch 1, 8 MiB at 128
+    # (bound: 6 and 12).
     workspace = 4 * batch * (1024 + 2048 + 10) * 4 + 256 * 2048 * 4 * 2 + (2 << 20)
     added = int(out.stdout)
     # A copy of the data or of the gradients (8 MiB each) would break it.

@@ -13,7 +13,7 @@ constexpr std::size_t online_prefetch_ahead = 8;
 
 // Where a request leaves the lines: L1 (PREFETCHT0), for rows the very next loads read; or L2
 // (PREFETCHT1), for whole rows a copy reads a little later. A request for L2 holds none of the
-// L1's few miss buffers, so more rows' misses are in flight (the batch gather, network.cpp).
+// L1's few miss buffers, so more rows' misses are in flight (the batch gather, batch_rows.hpp).
 enum class PrefetchTo { l1 = 3, l2 = 2 };
 
 // Prefetch rows[0..count) of the row-major array at base (row_length elements a row).
