@@ -12,20 +12,21 @@ namespace deltaprop {
 namespace {
 
 template <typename T>
-inline void column_sums_inline(const T* d, std::size_t rows, std::size_t n, T* out) {
+inline void column_sums_inline(const T* d, std::size_t rows, std::size_t n, std::size_t ld,
+                               T* out) {
   std::fill(out, out + n, T(0));
   for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t j = 0; j < n; ++j) out[j] += d[r * n + j];
+    for (std::size_t j = 0; j < n; ++j) out[j] += d[r * ld + j];
 }
 
 }  // namespace
 
-void column_sums(const float* d, std::size_t rows, std::size_t n, float* out) {
-  for_isa<&column_sums_inline<float>>(d, rows, n, out);
+void column_sums(const float* d, std::size_t rows, std::size_t n, std::size_t ld, float* out) {
+  for_isa<&column_sums_inline<float>>(d, rows, n, ld, out);
 }
 
-void column_sums(const double* d, std::size_t rows, std::size_t n, double* out) {
-  for_isa<&column_sums_inline<double>>(d, rows, n, out);
+void column_sums(const double* d, std::size_t rows, std::size_t n, std::size_t ld, double* out) {
+  for_isa<&column_sums_inline<double>>(d, rows, n, ld, out);
 }
 
 }  // namespace deltaprop

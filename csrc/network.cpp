@@ -117,6 +117,7 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
   d_.resize(n_layers() + 1);
   grad_.resize(n_layers() + 1);
   step_magnitudes_.resize(2 * n_layers());
+  share_magnitudes_.resize(4 * n_layers());
 }
 
 template <typename T>
@@ -176,6 +177,14 @@ void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure,
 template <typename T>
 const T* Network<T>::forward_layer(std::size_t l, const T* in, std::size_t rows, bool measure,
                                    std::vector<Buffer<T>>& a) {
+  const double largest = forward_product(l, in, rows, measure, a[l].data());
+  if (l < n_layers() && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
+  return a[l].data();
+}
+
+template <typename T>
+double Network<T>::forward_product(std::size_t l, const T* in, std::size_t rows, bool measure,
+                                   T* out) {
   const bool hidden = l < n_layers();
   Epilogue<T> ep;
   ep.kind = EpilogueKind::bias_activation;
@@ -186,10 +195,8 @@ const T* Network<T>::forward_layer(std::size_t l, const T* in, std::size_t rows,
   ep.measure = hidden && measure ? Measure::output : Measure::nothing;
   const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
   const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-  const double largest = gemm<T>(rows, n_out, n_in, row_major(in, n_in),
-                                 row_major(weights[l - 1].data(), n_out), a[l].data(), n_out, ep);
-  if (hidden && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
-  return a[l].data();
+  return gemm<T>(rows, n_out, n_in, row_major(in, n_in), row_major(weights[l - 1].data(), n_out),
+                 out, n_out, ep);
 }
 
 template <typename T>
@@ -222,35 +229,78 @@ void Network<T>::beside_next_batch(NextBatch<T>* next, double work, const Phase&
 }
 
 template <typename T>
+std::size_t Network<T>::first_share_rows(std::size_t rows) const {
+  const auto mr = static_cast<std::size_t>(gemm_kernel<T>().mr);
+  return std::min(rows, ((rows + mr - 1) / mr + 1) / 2 * mr);
+}
+
+template <typename T>
+double Network<T>::output_rows_from(std::size_t row0, std::size_t rows, std::size_t batch,
+                                    const T* t, bool with_delta) {
+  if (rows == 0) return 0;
+  const std::size_t n = sizes_.back(), at = row0 * n;
+  T* d = with_delta ? d_[n_layers()].data() + at : nullptr;
+  return output_rows(loss_, activations_.back(), alpha_, a_[n_layers()].data() + at, t + at, d,
+                     rows, n, T(1) / static_cast<T>(batch));
+}
+
+template <typename T>
 double Network<T>::output_pass(const T* t, std::size_t rows, bool with_delta) {
-  const std::size_t n = sizes_.back();
-  T* z = a_[n_layers()].data();
-  T* d = with_delta ? d_[n_layers()].data() : nullptr;
-  return output_rows(loss_, activations_.back(), alpha_, z, t, d, rows, n,
-                     T(1) / static_cast<T>(rows));
+  // Summed as split_step sums it, two shares' sums added, so the loss is the same bits on any
+  // number of threads.
+  const std::size_t first = first_share_rows(rows);
+  return output_rows_from(0, first, rows, t, with_delta) +
+         output_rows_from(first, rows - first, rows, t, with_delta);
+}
+
+template <typename T>
+double Network<T>::delta_product(std::size_t l, std::size_t row0, std::size_t rows, bool measure,
+                                 double team_work) {
+  const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
+  const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
+  Epilogue<T> ep;
+  ep.kind = EpilogueKind::derivative;
+  ep.activation = activations_[l - 2];
+  ep.alpha = alpha_;
+  ep.out = a_[l - 1].data() + row0 * n_in;
+  ep.measure = measure ? Measure::output : Measure::nothing;
+  return gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out,
+                 row_major(d_[l].data() + row0 * n_out, n_out),
+                 transposed(weights[l - 1].data(), n_out), d_[l - 1].data() + row0 * n_in, n_in,
+                 ep, team_work);
 }
 
 template <typename T>
 void Network<T>::delta_pass(std::size_t rows, bool measure) {
   for (std::size_t l = n_layers(); l >= 2; --l) {  // D_{l-1} = (D_l W_lᵀ) ⊙ g'(A_{l-1})
-    const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
-    const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-    Epilogue<T> ep;
-    ep.kind = EpilogueKind::derivative;
-    ep.activation = activations_[l - 2];
-    ep.alpha = alpha_;
-    ep.out = a_[l - 1].data();
-    ep.measure = measure ? Measure::output : Measure::nothing;
     // On the team of the forward product that wrote A_{l-1} (rows × n_in too), so each thread
     // reads g'(A_{l-1}) from the tiles it wrote itself. Alone, the MNIST-shaped 128×128 delta
     // (k = 10) ran on one thread, which read half of A_2 from the other core: 38 µs a step at
     // 2 threads against 10 at 1; on the team, the fit ran 1.3% faster (7 of 8 rounds).
-    const double forward_work = double(rows) * double(n_in) * double(sizes_[l - 2]);
-    const double largest =
-        gemm<T>(static_cast<std::ptrdiff_t>(rows), n_in, n_out, row_major(d_[l].data(), n_out),
-                transposed(weights[l - 1].data(), n_out), d_[l - 1].data(), n_in, ep, forward_work);
+    const double forward_work = double(rows) * double(sizes_[l - 1]) * double(sizes_[l - 2]);
+    const double largest = delta_product(l, 0, rows, measure, forward_work);
     if (measure) step_magnitudes_[2 * (l - 2) + 1] = largest;  // max|D_{l-1}|, for the guard
   }
+}
+
+template <typename T>
+Epilogue<T> Network<T>::update_epilogue(std::size_t l, const OptimizerStep<T>& opt) {
+  Epilogue<T> ep;
+  ep.kind = EpilogueKind::optimizer;
+  ep.param = weights[l - 1].data();
+  ep.m = m_weights.empty() ? nullptr : m_weights[l - 1].data();
+  ep.v = v_weights.empty() ? nullptr : v_weights[l - 1].data();
+  ep.step = opt;
+  ep.param_read_across = l >= 2;  // W_l's rows feed D_{l-1}'s columns (delta_pass)
+  return ep;
+}
+
+template <typename T>
+void Network<T>::update_bias(std::size_t l, const OptimizerStep<T>& opt, const T* g,
+                             std::size_t j0, std::size_t count) {
+  apply_update(opt, biases[l - 1].data() + j0, g,
+               m_biases.empty() ? nullptr : m_biases[l - 1].data() + j0,
+               v_biases.empty() ? nullptr : v_biases[l - 1].data() + j0, count, false);
 }
 
 template <typename T>
@@ -269,12 +319,7 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
     Epilogue<T> ep;
     T* c = nullptr;
     if (opt) {
-      ep.kind = EpilogueKind::optimizer;
-      ep.param = weights[l - 1].data();
-      ep.m = m_weights.empty() ? nullptr : m_weights[l - 1].data();
-      ep.v = v_weights.empty() ? nullptr : v_weights[l - 1].data();
-      ep.step = *opt;
-      ep.param_read_across = l >= 2;  // W_l's rows feed D_{l-1}'s columns (delta_pass)
+      ep = update_epilogue(l, *opt);
       if (split_k) c = reserve(grad_[l], sizes_[l - 1] * sizes_[l]);
     } else {
       c = dw[l - 1];
@@ -287,11 +332,8 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
     beside_next_batch(l == n_layers() ? next : nullptr, work, [&] {
       gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
       if (!g) return;
-      column_sums(d, rows, sizes_[l], g);
-      if (opt)
-        apply_update(*opt, biases[l - 1].data(), g,
-                     m_biases.empty() ? nullptr : m_biases[l - 1].data(),
-                     v_biases.empty() ? nullptr : v_biases[l - 1].data(), sizes_[l], false);
+      column_sums(d, rows, sizes_[l], sizes_[l], g);
+      if (opt) update_bias(l, *opt, g, 0, sizes_[l]);
     });
   }
 }
@@ -491,6 +533,25 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
                               double x_largest, NextBatch<T>* next) {
   reserve_rows(rows);
   if (rows == 1) return online_step(x, t, opt);
+  if (!split_step_fits(rows)) return step_by_products(x, t, rows, opt, x_largest, next);
+  // Split or not, whichever is timed faster (faster_of_two.hpp).
+  if (split_choice_rows_ != rows) {
+    split_choice_.reset();
+    split_choice_rows_ = rows;
+  }
+  using clock = std::chrono::steady_clock;
+  const bool split = split_choice_.choose() == 1;
+  const auto start = clock::now();
+  const double loss = split ? split_step(x, t, rows, opt, x_largest)
+                            : step_by_products(x, t, rows, opt, x_largest, next);
+  split_choice_.record(split,
+                       std::chrono::duration<double, std::nano>(clock::now() - start).count());
+  return loss;
+}
+
+template <typename T>
+double Network<T>::step_by_products(const T* x, const T* t, std::size_t rows,
+                                    OptimizerStep<T>& opt, double x_largest, NextBatch<T>* next) {
   const T* in = x;
   for (std::size_t l = 1; l < n_layers(); ++l) in = forward_layer(l, in, rows, true, a_);
   const std::size_t last = n_layers();

@@ -483,6 +483,15 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
   });
 }
 
+// A product of one row, one column or depth 1 runs unpacked; otherwise packing pays from ~128
+// multiply-adds on, even for a few rows, columns and k: at batch 4 a 4-16-3 network trained
+// 1.16× faster with its 192-multiply-add products packed, and at batch 16 a 3-5-2 one 1.14×,
+// while a 4-8-3 at batch 2 (products of 48-64) trained 1.35× faster unpacked. (The limit was
+// 4096, from when the unpacked loops summed in memory.)
+bool runs_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k) {
+  return m == 1 || n == 1 || k == 1 || double(m) * n * k < 128.0;
+}
+
 }  // namespace
 
 template <typename T>
@@ -497,14 +506,19 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
       largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc));
     return largest;
   }
-  // A product of one row, one column or depth 1 runs unpacked; otherwise packing pays from ~128
-  // multiply-adds on, even for a few rows, columns and k: at batch 4 a 4-16-3 network trained
-  // 1.16× faster with its 192-multiply-add products packed, and at batch 16 a 3-5-2 one 1.14×,
-  // while a 4-8-3 at batch 2 (products of 48-64) trained 1.35× faster unpacked. (The limit was
-  // 4096, from when the unpacked loops summed in memory.)
-  if (m == 1 || n == 1 || k == 1 || double(m) * n * k < 128.0)
-    return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
+  if (runs_unpacked(m, n, k)) return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
   return gemm_packed(m, n, k, a, b, c, ldc, ep, team_work);
+}
+
+template <typename T>
+double gemm_columns(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+                    MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep,
+                    std::ptrdiff_t j_begin, std::ptrdiff_t j_end) {
+  if (m <= 0 || k <= 0 || runs_unpacked(m, n, k))
+    return j_begin == 0 ? gemm(m, n, k, a, b, c, ldc, ep) : 0;
+  if (j_begin >= j_end) return 0;
+  return gemm_block(gemm_kernel<T>(n), element_loops<T>(), m, n, k, 0, m, j_begin, j_end, a, b, c,
+                    ldc, ep, 2);
 }
 
 template <typename T>
@@ -517,6 +531,13 @@ void apply_activation(const T* z, T* out, std::ptrdiff_t rows, std::ptrdiff_t co
   element_loops<T>().finish_tile(ep, cols, 0, 0, rows, cols, z, cols, out, cols);
 }
 
+template double gemm_columns<float>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                                    MatrixView<float>, MatrixView<float>, float*, std::ptrdiff_t,
+                                    const Epilogue<float>&, std::ptrdiff_t, std::ptrdiff_t);
+template double gemm_columns<double>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
+                                     MatrixView<double>, MatrixView<double>, double*,
+                                     std::ptrdiff_t, const Epilogue<double>&, std::ptrdiff_t,
+                                     std::ptrdiff_t);
 template void apply_activation<float>(const float*, float*, std::ptrdiff_t, std::ptrdiff_t,
                                       Activation, float);
 template void apply_activation<double>(const double*, double*, std::ptrdiff_t, std::ptrdiff_t,

@@ -68,6 +68,15 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
             MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue,
             double team_work = 0);
 
+// Columns j_begin..j_end of the same product, on the calling thread: a team's own share, split
+// at multiples of gemm_kernel<T>(n).nr as gemm's own threads split C, so each element gets the
+// bits gemm gives it. A product gemm runs unpacked (one row, column or term, or tiny) is one
+// share: j_begin 0 computes all of it, any other range nothing.
+template <typename T>
+double gemm_columns(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
+                    MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& epilogue,
+                    std::ptrdiff_t j_begin, std::ptrdiff_t j_end);
+
 // out = g(z) elementwise (softmax: only the pre-activation), through the same per-ISA loops as
 // the forward epilogue; for testing the vectorised exp, sigmoid and tanh.
 template <typename T>

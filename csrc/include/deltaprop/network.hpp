@@ -12,6 +12,8 @@
 #include "deltaprop/activation.hpp"
 #include "deltaprop/batch_rows.hpp"
 #include "deltaprop/buffer.hpp"
+#include "deltaprop/faster_of_two.hpp"
+#include "deltaprop/gemm.hpp"
 #include "deltaprop/loss.hpp"
 #include "deltaprop/optimizer.hpp"
 
@@ -148,16 +150,46 @@ class Network {
   // Layer l's part of it, from `in` (A_{l-1}); returns a[l].
   const T* forward_layer(std::size_t l, const T* in, std::size_t rows, bool measure,
                          std::vector<Buffer<T>>& a);
+  // Its product for `rows` rows into `out`; returns max|A_l| where measure asks (hidden layers).
+  double forward_product(std::size_t l, const T* in, std::size_t rows, bool measure, T* out);
   // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
   double output_pass(const T* t, std::size_t rows, bool with_delta);
+  // The same for rows row0.. of a batch of `batch` rows (t: the batch's targets).
+  double output_rows_from(std::size_t row0, std::size_t rows, std::size_t batch, const T* t,
+                          bool with_delta);
   // Backward from D_L: every delta D_{L-1}..D_1 with the old weights first, then each layer's
   // gradient GEMM, whose epilogue either stores the gradient (dw/db non-empty) or applies `opt`
   // in place. All deltas exist before the first update, so the divergence guard can look at them;
   // delta_pass's epilogues measure max|D_l| for it (measure), as forward_pass's do max|A_l|.
   void delta_pass(std::size_t rows, bool measure);
+  // D_{l-1} = (D_l W_lᵀ) ⊙ g'(A_{l-1}) for rows row0..; returns max|D_{l-1}| where measured.
+  double delta_product(std::size_t l, std::size_t row0, std::size_t rows, bool measure,
+                       double team_work);
+  // The gradient product's epilogue that applies `opt` to W_l; the update of b_l's `count`
+  // elements from j0 with their gradients g.
+  Epilogue<T> update_epilogue(std::size_t l, const OptimizerStep<T>& opt);
+  void update_bias(std::size_t l, const OptimizerStep<T>& opt, const T* g, std::size_t j0,
+                   std::size_t count);
   void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt,
                      NextBatch<T>* next = nullptr);
+  // The step of a network whose products are each too small to share threads, split between
+  // two (split_step.cpp): each takes a share of the rows through forward, loss and deltas, then
+  // a share of every layer's columns of the gradients and updates. Same bits as one thread.
+  bool split_step_fits(std::size_t rows) const;
+  FasterOfTwo split_choice_;
+  std::size_t split_choice_rows_ = 0;  // the batch size split_choice_ timed
+  // The step otherwise: product by product, each on the threads its size repays.
+  double step_by_products(const T* x, const T* t, std::size_t rows, OptimizerStep<T>& opt,
+                          double x_largest, NextBatch<T>* next);
+  double split_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T>& opt,
+                    double x_largest);
+  void rows_share(std::size_t row0, std::size_t rows, std::size_t batch, const T* x, const T* t,
+                  double x_largest, double* largest, double& loss_sum);
+  void columns_share(int share, const T* x, std::size_t rows, const OptimizerStep<T>& opt,
+                     T* bias_gradient);
+  // The rows of a batch's first share; output_pass sums the loss in the same two shares.
+  std::size_t first_share_rows(std::size_t rows) const;
   // phase(), a part of the step of `work` multiply-adds. Where it runs on one thread (the
   // output layer of an MNIST-shaped network: its products, the output pass) and another is
   // free, that thread copies the next rows of `next` meanwhile, until the phase is done.
@@ -261,6 +293,8 @@ class Network {
   Buffer<T> row_gradient_;
   // The guard's magnitudes of the step at hand (update_is_safe), two per layer.
   std::vector<double> step_magnitudes_;
+  // Each share's magnitudes in split_step, two per layer each.
+  std::vector<double> share_magnitudes_;
   // The order of the epoch at hand, and the next epoch's where the tiny online run sorted it on
   // a second thread (fit_epoch).
   EpochOrder epoch_order_, next_epoch_order_;
