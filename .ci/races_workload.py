@@ -3,9 +3,10 @@ native kernels at 2 threads, and the Python-thread uses the bindings allow.
 
 Sizes are chosen to take the parallel paths: GEMMs of well over 4096 multiply-adds with output
 tiles for both threads (packed panels), batches above the GEMM's kc (split-k weight update),
-inference in blocks of rows on both threads, the online (one-row) step, and the tiny online
-step, whose epochs sort the next epoch's order on the other thread (from a few thousand samples
-on).
+inference in blocks of rows on both threads, the online (one-row) step, the tiny online step,
+whose epochs sort the next epoch's order on the other thread (from a few thousand samples on),
+and the split step of networks whose products are each too small to share (forty steps a fit:
+its first ten time both ways, so at least five run split).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ for dtype in ("float32", "float64"):
     tiny = dp.MLP([2, 3, 1], activation="sigmoid", output_activation="sigmoid", loss="mse",
                   dtype=dtype, seed=1)
     tiny.fit(Xs, ys, epochs=3, batch_size=1, optimizer=dp.SGD(lr=0.01))  # orders sorted ahead
+    Xd = rng.normal(size=(32 * 40, 64)).astype(dtype)
+    yd = rng.integers(0, 10, size=32 * 40)
+    for optimizer in (dp.SGD(lr=0.01, momentum=0.9), dp.Adam(lr=1e-3)):
+        digits = dp.MLP([64, 128, 64, 10], activation="relu", dtype=dtype, seed=1)
+        digits.fit(Xd, yd, epochs=1, batch_size=32, optimizer=optimizer)  # split steps
     W = rng.normal(size=(200, 256)).astype(dtype)
     b = np.zeros(256, dtype)
     A = dp.ops.forward(X, W, b, activation="tanh")
