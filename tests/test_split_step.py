@@ -4,7 +4,7 @@ Where every product of a step is too small to share threads, two threads split t
 rows through forward, loss and deltas, then columns of the gradients and updates. It must give
 the bits one thread gives. At 2 and 3 threads a fit alternates between the split step and the
 step on one thread as it times them (faster_of_two.hpp): the first five steps run unsplit, the
-next five split, and then whichever was faster, the other every 64th. Each case here runs at
+next five split, and then whichever was faster, the other every 128th. Each case here runs at
 least 20 steps a fit, so both ways run, in either order.
 """
 

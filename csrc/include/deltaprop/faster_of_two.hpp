@@ -35,16 +35,17 @@ class FasterOfTwo {
       ns_[way] = ns;
       return;
     }
-    // A moving average (over ~8 steps) of times clipped at twice it: a step the host stalled
+    // A moving average (over ~4 steps) of times clipped at twice it: a step the host stalled
     // for a millisecond must not decide the next hundred.
-    ns_[way] += (std::min(ns, 2 * ns_[way]) - ns_[way]) / 8;
+    ns_[way] += (std::min(ns, 2 * ns_[way]) - ns_[way]) / 4;
   }
 
  private:
   // Steps each way before the faster is chosen (the first not counted); then every
   // retry_every-th step runs the slower way, so a change of the host's placement is seen within
-  // ~8 such steps (a few ms of a digits-shaped fit) at ~1% of the time.
-  static constexpr std::int64_t warm_up = 5, retry_every = 64;
+  // a few such steps (~20 ms of a digits-shaped fit). Split steps 2× slower, retried one step
+  // in 64, cost a digits-shaped fit 1-2%; one in 128 halves that.
+  static constexpr std::int64_t warm_up = 5, retry_every = 128;
   double ns_[2] = {0, 0};
   std::int64_t timed_[2] = {0, 0}, steps_ = 0;
 };
