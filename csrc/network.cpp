@@ -535,17 +535,13 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
   if (rows == 1) return online_step(x, t, opt);
   if (!split_step_fits(rows)) return step_by_products(x, t, rows, opt, x_largest, next);
   // Split or not, whichever is timed faster (faster_of_two.hpp).
-  if (split_choice_rows_ != rows) {
-    split_choice_.reset();
-    split_choice_rows_ = rows;
-  }
   using clock = std::chrono::steady_clock;
-  const bool split = split_choice_.choose() == 1;
+  FasterOfTwo& choice = split_choice_.at(rows);
+  const bool split = choice.choose() == 1;
   const auto start = clock::now();
   const double loss = split ? split_step(x, t, rows, opt, x_largest)
                             : step_by_products(x, t, rows, opt, x_largest, next);
-  split_choice_.record(split,
-                       std::chrono::duration<double, std::nano>(clock::now() - start).count());
+  choice.record(split, std::chrono::duration<double, std::nano>(clock::now() - start).count());
   return loss;
 }
 

@@ -36,8 +36,8 @@ CASES = {
     "one_output_split_k": ([32, 40, 1], "tanh", ("mse", "identity"), True, 300, 300 * 20 + 7,
                            lambda: dp.Adam(lr=1e-3, weight_decay=1e-2)),
     # no biases, widths that leave part tiles in every product
-    "ragged": ([20, 48, 33, 7], "sigmoid", ("binary_cross_entropy", "sigmoid"), False, 50,
-               50 * 24, lambda: dp.SGD(lr=0.1)),
+    "ragged": ([20, 48, 33, 7], "sigmoid", ("binary_cross_entropy", "sigmoid"), False, 150,
+               150 * 24, lambda: dp.SGD(lr=0.1)),
 }
 
 

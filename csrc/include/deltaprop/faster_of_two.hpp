@@ -9,7 +9,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace deltaprop {
 
@@ -48,6 +50,28 @@ class FasterOfTwo {
   static constexpr std::int64_t warm_up = 5, retry_every = 128;
   double ns_[2] = {0, 0};
   std::int64_t timed_[2] = {0, 0}, steps_ = 0;
+};
+
+// A FasterOfTwo for each of the last two sizes of step asked for: a fit's full batches and its
+// last, shorter one keep their own timings, where one for the latest size would start again
+// twice an epoch.
+class FasterOfTwoBySize {
+ public:
+  FasterOfTwo& at(std::size_t size) {
+    if (sizes_[0] != size) {
+      if (sizes_[1] != size) {
+        sizes_[1] = size;
+        choices_[1].reset();
+      }
+      std::swap(sizes_[0], sizes_[1]);
+      std::swap(choices_[0], choices_[1]);
+    }
+    return choices_[0];
+  }
+
+ private:
+  std::size_t sizes_[2] = {0, 0};  // the latest first
+  FasterOfTwo choices_[2];
 };
 
 }  // namespace deltaprop

@@ -173,17 +173,20 @@ class Network {
   void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt,
                      NextBatch<T>* next = nullptr);
-  // The step of a network whose products are each too small to share threads, split between
-  // two (split_step.cpp): each takes a share of the rows through forward, loss and deltas, then
-  // a share of every layer's columns of the gradients and updates. Same bits as one thread.
-  bool split_step_fits(std::size_t rows) const;
-  FasterOfTwo split_choice_;
-  std::size_t split_choice_rows_ = 0;  // the batch size split_choice_ timed
-  // The step otherwise: product by product, each on the threads its size repays.
+  // train_step's batched step, product by product, each on the threads its size repays.
   double step_by_products(const T* x, const T* t, std::size_t rows, OptimizerStep<T>& opt,
                           double x_largest, NextBatch<T>* next);
+  // The same step of a network whose products are each too small to share threads, split
+  // between two (split_step.cpp): each takes a share of the rows through forward, loss and
+  // deltas, then a share of every layer's columns of the gradients and updates. Same bits.
+  // Whether it may run for a batch of `rows`, and which of the two train_step runs, by their
+  // times at that batch size.
   double split_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T>& opt,
                     double x_largest);
+  bool split_step_fits(std::size_t rows) const;
+  FasterOfTwoBySize split_choice_;
+  // Its two halves for one share: rows row0.. of the batch (writing the share's guard
+  // magnitudes and loss sum), and share 0 or 1 of each layer's columns.
   void rows_share(std::size_t row0, std::size_t rows, std::size_t batch, const T* x, const T* t,
                   double x_largest, double* largest, double& loss_sum);
   void columns_share(int share, const T* x, std::size_t rows, const OptimizerStep<T>& opt,
