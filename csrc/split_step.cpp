@@ -83,7 +83,6 @@ void Network<T>::rows_share(std::size_t row0, std::size_t rows, std::size_t batc
 template <typename T>
 void Network<T>::columns_share(int share, const T* x, std::size_t rows,
                                const OptimizerStep<T>& opt, T* bias_gradient) {
-  const bool split_k = rows > static_cast<std::size_t>(gemm_kernel<T>().kc);
   for (std::size_t l = n_layers(); l >= 1; --l) {
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
@@ -93,9 +92,9 @@ void Network<T>::columns_share(int share, const T* x, std::size_t rows,
     const std::ptrdiff_t j0 = share == 0 ? 0 : split, j1 = share == 0 ? split : n_out;
     const T* a_prev = l == 1 ? x : a_[l - 1].data();
     const T* d = d_[l].data();
-    T* c = split_k ? grad_[l].data() : nullptr;
+    // grad_[l]: the partial sums of a batch deeper than kc (split_step sized it); else unused.
     gemm_columns<T>(n_in, n_out, static_cast<std::ptrdiff_t>(rows), transposed(a_prev, n_in),
-                    row_major(d, n_out), c, n_out, update_epilogue(l, opt), j0, j1);
+                    row_major(d, n_out), grad_[l].data(), n_out, update_epilogue(l, opt), j0, j1);
     if (bias_ && j1 > j0) {
       const auto count = static_cast<std::size_t>(j1 - j0);
       column_sums(d + j0, rows, count, sizes_[l], bias_gradient);

@@ -517,6 +517,8 @@ double gemm_columns(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, Matrix
   if (m <= 0 || k <= 0 || runs_unpacked(m, n, k))
     return j_begin == 0 ? gemm(m, n, k, a, b, c, ldc, ep) : 0;
   if (j_begin >= j_end) return 0;
+  // A team of two: where the other share's thread read the parameters this update rewrites
+  // (param_read_across), they are asked for with the intent to write.
   return gemm_block(gemm_kernel<T>(n), element_loops<T>(), m, n, k, 0, m, j_begin, j_end, a, b, c,
                     ldc, ep, 2);
 }
