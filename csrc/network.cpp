@@ -464,10 +464,16 @@ template <typename T>
 bool Network<T>::guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                                      double x_largest) {
   // The hidden layers' activations and deltas were measured by their GEMMs' epilogues.
-  double* largest = step_magnitudes_.data();
-  largest[0] = x_largest >= 0 ? x_largest : max_abs(x, rows * sizes_[0]);
-  largest[2 * n_layers() - 1] = max_abs(d_[n_layers()].data(), rows * sizes_.back());
-  return guard_from_magnitudes(largest, rows, opt);
+  measure_ends(x, 0, rows, x_largest, step_magnitudes_.data());
+  return guard_from_magnitudes(step_magnitudes_.data(), rows, opt);
+}
+
+template <typename T>
+void Network<T>::measure_ends(const T* x, std::size_t row0, std::size_t rows, double x_largest,
+                              double* largest) {
+  const std::size_t n_in = sizes_[0], n_out = sizes_.back();
+  largest[0] = x_largest >= 0 ? x_largest : max_abs(x + row0 * n_in, rows * n_in);
+  largest[2 * n_layers() - 1] = max_abs(d_[n_layers()].data() + row0 * n_out, rows * n_out);
 }
 
 template <typename T>

@@ -74,8 +74,7 @@ void Network<T>::rows_share(std::size_t row0, std::size_t rows, std::size_t batc
     in = out;
   }
   loss_sum = output_rows_from(row0, rows, batch, t, true);
-  largest[0] = x_largest >= 0 ? x_largest : max_abs(x + row0 * sizes_[0], rows * sizes_[0]);
-  largest[2 * layers - 1] = max_abs(d_[layers].data() + row0 * sizes_.back(), rows * sizes_.back());
+  measure_ends(x, row0, rows, x_largest, largest);
   for (std::size_t l = layers; l >= 2; --l)
     largest[2 * (l - 2) + 1] = delta_product(l, row0, rows, true, 0);  // max|D_{l-1}|
 }

@@ -240,6 +240,10 @@ class Network {
   // caller that has them.
   bool guard_before_update(const T* x, std::size_t rows, const OptimizerStep<T>& opt,
                            double x_largest);
+  // Its scans for rows row0.. of the batch: largest[0] = max|x| (x_largest where that bounds
+  // it), largest[2L-1] = max|D_L|.
+  void measure_ends(const T* x, std::size_t row0, std::size_t rows, double x_largest,
+                    double* largest);
   bool guard_from_magnitudes(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
   // After the update: an unguarded step carries the bounds on the first moments and the weights
   // (step_is_safe); a careful one is checked, and undone if it left anything not finite
