@@ -116,6 +116,13 @@ def workload_table(wl: dict, peak: float, threads: int) -> str:
                   f"(bench/core_to_core.c), timed in the same interleaved repeats: {trip}. "
                   "A virtual machine's vCPUs move between the host's cores; the farther apart "
                   "they are, the longer each thread waits for data the other wrote."]
+        placed = by_placement(native) if native else {}
+        if len(placed) == 2:
+            lines[-1] += (f" Of deltaprop native's {len(native['rates'])} repeats, "
+                          + " and ".join(f"{len(placed[p])} ran with the CPUs {p}{apart} "
+                                         f"({_si(statistics.median(placed[p]))} samples/s)"
+                                         for p, apart in (("near", ""), ("far", " apart")))
+                          + f"; near: a round trip below {NEAR_NS:.0f} ns.")
     products = wl.get("products") or {}
     if "median" in products:
         lines += ["", "The step's GEMMs alone through NumPy/OpenBLAS (one batch's forward, "
@@ -139,6 +146,21 @@ def round_trip(wl: dict) -> str | None:
     if not ns:
         return None
     return f"{statistics.median(ns):,.0f} ns ({ns[0]:,.0f}–{ns[-1]:,.0f})"
+
+
+# A round trip below this is two CPUs that share a cache (~55 ns on the AMD EPYC host of
+# bench/RESULTS.md); its vCPUs were otherwise ~330 ns apart, for minutes at a time.
+NEAR_NS = 150.0
+
+
+def by_placement(r: dict) -> dict[str, list[float]]:
+    """A row's kept rates split by the core-to-core probe of the same repeat: "near" (round trip
+    below NEAR_NS) and "far"; repeats without a probe in neither."""
+    out: dict[str, list[float]] = {}
+    for rate, ns in zip(r.get("rates", []), r.get("round_trips") or []):
+        if ns is not None:
+            out.setdefault("near" if ns < NEAR_NS else "far", []).append(rate)
+    return out
 
 
 def products_scaling(wl: dict, threads: list) -> float | None:
@@ -200,21 +222,30 @@ def gemm_table(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def targets(res: dict) -> list[tuple[str, float | None, float]]:
-    """Issue 3's targets as (what, measured value, goal)."""
+def targets(res: dict, placement: str | None = None) -> list[tuple[str, float | None, float]]:
+    """Issue 3's targets as (what, measured value, goal). With a placement ("near" or "far"),
+    the training targets from the medians of the repeats timed with the CPUs that far apart
+    alone (one thread's rows: all repeats); None where there were none, and for GEMM alone."""
     top = res["threads"][-1]
     peak = res["peak"][top]
     wl = {w["name"]: w for w in res["workloads"]}
 
+    def rate(r):
+        if not r or placement is None or r["threads"] == 1:
+            return r["median"] if r else None
+        placed = by_placement(r).get(placement)
+        return statistics.median(placed) if placed else None
+
     def ratio(name, a, b, ta=top, tb=top):
         if name not in wl:
             return None
-        ra, rb = _row(wl[name]["rows"], a, ta), _row(wl[name]["rows"], b, tb)
-        return ra["median"] / rb["median"] if ra and rb else None
+        ra, rb = rate(_row(wl[name]["rows"], a, ta)), rate(_row(wl[name]["rows"], b, tb))
+        return ra / rb if ra and rb else None
 
     def frac(name):
         r = _row(wl[name]["rows"], "native", top) if name in wl else None
-        return r["gflops"] / peak if r else None
+        value = rate(r)
+        return r["gflops"] * value / r["median"] / peak if value else None
 
     out = [("MNIST-shaped: % of sgemm peak", frac("mnist"), 0.90),
            ("MNIST-shaped: × PyTorch eager", ratio("mnist", "native", "torch"), 1.4),
@@ -225,7 +256,7 @@ def targets(res: dict) -> list[tuple[str, float | None, float]]:
            ("seed 2-3-1 online: × FANN", ratio("seed-online", "native", "fann"), 2.0),
            ("seed 2-3-1 online: × PyTorch eager", ratio("seed-online", "native", "torch"), 1000),
            ("64-128-64-10 online: × FANN", ratio("online-64", "native", "fann"), 5.0)]
-    if res.get("gemm"):
+    if res.get("gemm") and placement is None:
         rows = [(r, gemm_ratio(r)) for r in res["gemm"]]
         sq = [q for r, q in rows if q and r["kind"] == "square" and r["shape"][0] >= 512]
         tr = [q for r, q in rows if q and r["kind"] == "training"]
@@ -271,6 +302,8 @@ def targets_table(res: dict) -> str:
                 ceilings[what] = scaling
             numpy_loop[what] = peer_scaling(w, "numpy", res["threads"])
             trips[what] = round_trip(w)
+    # ... and the same targets from the repeats timed with the CPUs near, and far apart.
+    placed = {p: {what: value for what, value, _ in targets(res, p)} for p in ("near", "far")}
     lines = ["| target | goal | measured | status |", "| --- | ---: | ---: | --- |"]
     for what, value, goal in targets(res):
         pct = what.startswith(("MNIST-shaped: %", "wide: %"))
@@ -288,6 +321,10 @@ def targets_table(res: dict) -> str:
             status += f"; the step's GEMMs alone through OpenBLAS: {fmt(ceilings[what])}"
         if trips.get(what):
             status += f"; a cache line's round trip between the CPUs meanwhile: {trips[what]}"
+        near, far = placed["near"].get(what), placed["far"].get(what)
+        if near is not None and far is not None:
+            status += (f"; from the repeats with the CPUs near (round trip < {NEAR_NS:.0f} ns) "
+                       f"alone: {fmt(near)}, far apart: {fmt(far)}")
         if what in in_order:
             status += f"; with samples in order, as FANN takes them: {fmt(in_order[what])}"
         lines.append(f"| {what} | ≥ {fmt(goal)} | {fmt(value)} | {status} |")

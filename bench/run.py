@@ -146,7 +146,7 @@ class Bench:
                 if isinstance(cal, dict):
                     ans = cal
                 else:
-                    row.update(n=cal[0], epochs=cal[1], seconds=[], clean=[])
+                    row.update(n=cal[0], epochs=cal[1], seconds=[], clean=[], repeat=[])
                     active.append((key, row))
             row.update({k: ans[k] for k in ("skip", "error") if k in ans})
             rows.append(row)
@@ -159,17 +159,19 @@ class Bench:
                 if "seconds" in ans:
                     row["seconds"].append(ans["seconds"])
                     row["clean"].append(not ans.get("disturbed"))
+                    row["repeat"].append(rep)
                 else:
                     row["error"] = ans.get("error", str(ans))
         for row in rows:
             if row.get("seconds"):
                 # Repeats another process disturbed even after retries are left out of the
                 # median while at least 3 undisturbed ones remain.
-                clean = [s for s, ok in zip(row["seconds"], row["clean"]) if ok]
+                clean = [i for i, ok in enumerate(row["clean"]) if ok]
                 row["disturbed"] = len(row["seconds"]) - len(clean)
-                kept = clean if len(clean) >= 3 else row["seconds"]
-                rates = [row["n"] * row["epochs"] / s for s in kept]
+                kept = clean if len(clean) >= 3 else range(len(row["seconds"]))
+                rates = [row["n"] * row["epochs"] / row["seconds"][i] for i in kept]
                 row["rates"] = rates
+                row["rate_repeats"] = [row["repeat"][i] for i in kept]
                 row["median"] = statistics.median(rates)
                 row["gflops"] = row["median"] * w.flops_per_sample / 1e9
         return rows
@@ -261,6 +263,11 @@ class Bench:
                 rows.remove(probe)
             if "rates" in probe:  # its "samples" are round trips
                 probe["ns"] = sorted(1e9 / r for r in probe["rates"])
+                # Each repeat's probe beside the rates of the same repeat: how far apart the
+                # cores were while each was timed (report.by_placement).
+                trips = {rep: 1e9 / r for rep, r in zip(probe["rate_repeats"], probe["rates"])}
+                for row in rows:
+                    row["round_trips"] = [trips.get(rep) for rep in row.get("rate_repeats", [])]
             digests = {t: self.worker("native").ask(op="digest", workload=w.name,
                                                     quick=self.quick, threads=t).get("digest")
                        for t in threads}

@@ -72,3 +72,43 @@ def test_the_core_to_core_probe_times_round_trips() -> None:
     probe = peers.CoreToCore(None, True, 2)
     seconds = probe.unit(2000, 1)
     assert 2000 * 10e-9 < seconds < 2000 * 1e-3  # 10 ns to 1 ms a round trip
+
+
+def placed_results() -> dict:
+    """Two-thread repeats timed with the CPUs near (55 ns) and far apart (330 ns), each beside
+    the probe of its own repeat; the one-thread rows have no probe."""
+    trips = [55.0, 330.0, 55.0, 330.0, 330.0]
+    rows = [{"peer": "native", "threads": 2, "rates": [190.0, 140.0, 186.0, 150.0, 145.0],
+             "round_trips": trips},
+            {"peer": "numpy", "threads": 2, "rates": [60.0, 40.0, 62.0, 50.0, 44.0],
+             "round_trips": trips},
+            {"peer": "native", "threads": 1, "rates": [100.0] * 5, "round_trips": []}]
+    for r in rows:
+        r["median"] = sorted(r["rates"])[2]
+        r["gflops"] = r["median"] / 100.0  # a sample: 10 MFLOP
+    return {"threads": [1, 2], "peak": {1: 1.0, 2: 2.0},
+            "workloads": [{"name": "mnist", "label": "mnist", "flops_per_sample": 10_000_000,
+                           "rows": rows, "core_to_core": {"ns": sorted(trips)}}]}
+
+
+def test_the_training_targets_are_also_given_for_the_repeats_near_and_far_alone() -> None:
+    res = placed_results()
+    near = {what: v for what, v, _ in report.targets(res, "near")}
+    far = {what: v for what, v, _ in report.targets(res, "far")}
+    assert near["MNIST-shaped: % of sgemm peak"] == pytest.approx(1.88 / 2.0)  # median 188
+    assert far["MNIST-shaped: % of sgemm peak"] == pytest.approx(1.45 / 2.0)
+    assert near["scaling mnist: 2 ÷ 1 threads"] == pytest.approx(1.88)  # over all 1-thread repeats
+    assert far["scaling mnist: 2 ÷ 1 threads"] == pytest.approx(1.45)
+    assert near["MNIST-shaped: × PyTorch eager"] is None  # no such peer here
+    status = next(line for line in report.targets_table(res).splitlines()
+                  if line.startswith("| MNIST-shaped: %"))
+    assert "| 75.0% | **missed**" in status  # the target itself: the median of all repeats
+    assert "near (round trip < 150 ns) alone: 94.0%, far apart: 72.5%" in status
+    table = report.workload_table(res["workloads"][0], 2.0, 2)
+    assert ("Of deltaprop native's 5 repeats, 2 ran with the CPUs near (188 samples/s) and 3 "
+            "ran with the CPUs far apart (145 samples/s)") in table
+    # All repeats in one placement: nothing to split, so neither says anything of it.
+    for r in res["workloads"][0]["rows"]:
+        r["round_trips"] = [330.0] * len(r["round_trips"])
+    assert "alone:" not in report.targets_table(res)
+    assert "ran with the CPUs" not in report.workload_table(res["workloads"][0], 2.0, 2)
