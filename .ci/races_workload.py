@@ -2,8 +2,7 @@
 native kernels at 2 threads, and the Python-thread uses the bindings allow.
 
 Sizes are chosen to take the parallel paths: GEMMs of well over 4096 multiply-adds with output
-tiles for both threads (packed panels), shuffled batches read where their samples lie (every
-fit here over 32 KB a batch), batches above the GEMM's kc (split-k weight update),
+tiles for both threads (packed panels), batches above the GEMM's kc (split-k weight update),
 inference in blocks of rows on both threads, the online (one-row) step, the tiny online step,
 whose epochs sort the next epoch's order on the other thread (from a few thousand samples on),
 and the split step of networks whose products are each too small to share (forty steps a fit:

@@ -170,13 +170,12 @@ void Network<T>::reserve_rows(std::size_t rows) {
 template <typename T>
 void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure,
                               std::vector<Buffer<T>>& a) {
-  MatrixView<T> in = row_major(x, sizes_[0]);
-  for (std::size_t l = 1; l <= n_layers(); ++l)
-    in = row_major(forward_layer(l, in, rows, measure, a), sizes_[l]);
+  const T* in = x;
+  for (std::size_t l = 1; l <= n_layers(); ++l) in = forward_layer(l, in, rows, measure, a);
 }
 
 template <typename T>
-const T* Network<T>::forward_layer(std::size_t l, MatrixView<T> in, std::size_t rows, bool measure,
+const T* Network<T>::forward_layer(std::size_t l, const T* in, std::size_t rows, bool measure,
                                    std::vector<Buffer<T>>& a) {
   const double largest = forward_product(l, in, rows, measure, a[l].data());
   if (l < n_layers() && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
@@ -184,8 +183,8 @@ const T* Network<T>::forward_layer(std::size_t l, MatrixView<T> in, std::size_t 
 }
 
 template <typename T>
-double Network<T>::forward_product(std::size_t l, MatrixView<T> in, std::size_t rows,
-                                   bool measure, T* out) {
+double Network<T>::forward_product(std::size_t l, const T* in, std::size_t rows, bool measure,
+                                   T* out) {
   const bool hidden = l < n_layers();
   Epilogue<T> ep;
   ep.kind = EpilogueKind::bias_activation;
@@ -196,7 +195,8 @@ double Network<T>::forward_product(std::size_t l, MatrixView<T> in, std::size_t 
   ep.measure = hidden && measure ? Measure::output : Measure::nothing;
   const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
   const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-  return gemm<T>(rows, n_out, n_in, in, row_major(weights[l - 1].data(), n_out), out, n_out, ep);
+  return gemm<T>(rows, n_out, n_in, row_major(in, n_in), row_major(weights[l - 1].data(), n_out),
+                 out, n_out, ep);
 }
 
 template <typename T>
@@ -304,14 +304,14 @@ void Network<T>::update_bias(std::size_t l, const OptimizerStep<T>& opt, const T
 }
 
 template <typename T>
-void Network<T>::gradient_pass(MatrixView<T> x, std::size_t rows, const std::vector<T*>& dw,
+void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                                const std::vector<T*>& db, const OptimizerStep<T>* opt,
                                NextBatch<T>* next) {
   const bool split_k = rows > static_cast<std::size_t>(gemm_kernel<T>().kc);
   for (std::size_t l = n_layers(); l >= 1; --l) {
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-    const MatrixView<T> a_prev_t = l == 1 ? transpose(x) : transposed(a_[l - 1].data(), n_in);
+    const T* a_prev = l == 1 ? x : a_[l - 1].data();
     const T* d = d_[l].data();
     const auto batch = static_cast<std::ptrdiff_t>(rows);
 
@@ -330,7 +330,7 @@ void Network<T>::gradient_pass(MatrixView<T> x, std::size_t rows, const std::vec
     // copy in a region of its own beside a few µs of work elsewhere would cost what it saves).
     const double work = double(n_in) * double(n_out) * double(batch);
     beside_next_batch(l == n_layers() ? next : nullptr, work, [&] {
-      gemm<T>(n_in, n_out, batch, a_prev_t, row_major(d, n_out), c, n_out, ep);
+      gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
       if (!g) return;
       column_sums(d, rows, sizes_[l], sizes_[l], g);
       if (opt) update_bias(l, *opt, g, 0, sizes_[l]);
@@ -507,7 +507,7 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
   forward_pass(x, rows, false, a_);
   const double sum = output_pass(t, rows, true);
   delta_pass(rows, false);
-  gradient_pass(row_major(x, sizes_[0]), rows, dw, db, nullptr);
+  gradient_pass(x, rows, dw, db, nullptr);
   return sum / static_cast<double>(rows);
 }
 
@@ -537,34 +537,25 @@ std::size_t Network<T>::n_parameters() const {
 template <typename T>
 double Network<T>::train_step(const T* x, const T* t, std::size_t rows, OptimizerStep<T> opt,
                               double x_largest, NextBatch<T>* next) {
-  return train_step(row_major(x, sizes_[0]), t, rows, opt, x_largest, next);
-}
-
-template <typename T>
-double Network<T>::train_step(MatrixView<T> x, const T* t, std::size_t rows, OptimizerStep<T> opt,
-                              double x_largest, NextBatch<T>* next) {
   reserve_rows(rows);
-  if (rows == 1) return online_step(&x(0, 0), t, opt);
-  // The split step reads its batch as contiguous rows: fit_epoch gathers those it may take.
-  if (x.listed() || !split_step_fits(rows))
-    return step_by_products(x, t, rows, opt, x_largest, next);
+  if (rows == 1) return online_step(x, t, opt);
+  if (!split_step_fits(rows)) return step_by_products(x, t, rows, opt, x_largest, next);
   // Split or not, whichever is timed faster (faster_of_two.hpp).
   using clock = std::chrono::steady_clock;
   FasterOfTwo& choice = split_choice_.at(rows);
   const bool split = choice.choose() == 1;
   const auto start = clock::now();
-  const double loss = split ? split_step(x.data, t, rows, opt, x_largest)
+  const double loss = split ? split_step(x, t, rows, opt, x_largest)
                             : step_by_products(x, t, rows, opt, x_largest, next);
   choice.record(split, std::chrono::duration<double, std::nano>(clock::now() - start).count());
   return loss;
 }
 
 template <typename T>
-double Network<T>::step_by_products(MatrixView<T> x, const T* t, std::size_t rows,
+double Network<T>::step_by_products(const T* x, const T* t, std::size_t rows,
                                     OptimizerStep<T>& opt, double x_largest, NextBatch<T>* next) {
-  MatrixView<T> in = x;
-  for (std::size_t l = 1; l < n_layers(); ++l)
-    in = row_major(forward_layer(l, in, rows, true, a_), sizes_[l]);
+  const T* in = x;
+  for (std::size_t l = 1; l < n_layers(); ++l) in = forward_layer(l, in, rows, true, a_);
   const std::size_t last = n_layers();
   double loss = 0;
   beside_next_batch(next, double(rows) * double(sizes_[last - 1]) * double(sizes_[last]), [&] {
@@ -573,8 +564,7 @@ double Network<T>::step_by_products(MatrixView<T> x, const T* t, std::size_t row
   });
   if (!std::isfinite(loss)) return loss;
   delta_pass(rows, true);
-  // Listed rows come with x_largest (fit_epoch), so the guard reads only contiguous ones.
-  const bool careful = guard_before_update(x.data, rows, opt, x_largest);
+  const bool careful = guard_before_update(x, rows, opt, x_largest);
   begin_step(opt);
   gradient_pass(x, rows, {}, {}, &opt, next);
   return guard_after_update(careful) ? loss : std::numeric_limits<double>::quiet_NaN();
@@ -662,19 +652,6 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
   const auto asked_a_step_ahead = [&](std::size_t count) {
     return count * (n_in + n_out) * sizeof(T) <= prefetch_up_to_bytes;
   };
-  // A shuffled batch too large for that is read where its samples lie: the first layer's
-  // products take its rows from X through the order (MatrixView::row_ids), and only its targets
-  // are gathered. A gathered batch is written by both threads and read whole by each, and with
-  // the vCPUs ~330 ns apart (AMD EPYC, Zen 4) an MNIST-shaped step spent ~86 µs more on it than
-  // near. Read in place, that fit at 2 threads ran 4-10% faster far apart and 0-1% near, and at
-  // 1 thread within 1-3% either way (paired in one process, two harnesses). The split step
-  // reads contiguous rows, and the guard needs max|x| known beforehand: those batches are
-  // gathered. Decided once for each batch, before the step ahead of it may copy its rows.
-  const auto read_in_place = [&](std::size_t count) {
-    return shuffle && count > 1 && !asked_a_step_ahead(count) && x_largest >= 0 &&
-           !split_step_fits(count);
-  };
-  bool in_place = read_in_place(std::min(batch_size, n));
   for (std::size_t start = 0, index = 0; start < n; start += batch_size, ++index) {
     const std::size_t rows = std::min(batch_size, n - start);
     const T* bx = x + start * n_in;
@@ -696,9 +673,9 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       // tenth of its step at 2 threads), some 40 multiply-adds' worth: shared between threads
       // from the same amount of work as a GEMM, the MNIST-shaped gather took 31 µs.
       constexpr double multiply_adds_per_element = 40;
-      const std::size_t left = rows - copied_ahead, gathered_in = in_place ? 0 : n_in;
-      const double work = double(left) * double(gathered_in + n_out) * multiply_adds_per_element;
-      const BatchRows<T> batch{x, t, gathered_in, n_out, order.data() + start, rows,
+      const std::size_t left = rows - copied_ahead;
+      const double work = double(left) * double(n_in + n_out) * multiply_adds_per_element;
+      const BatchRows<T> batch{x, t, n_in, n_out, order.data() + start, rows,
                                batch_x[current].data(), batch_t[current].data()};
       // A batch small enough to be asked for a whole step ahead is in L1 already.
       const std::size_t ahead = asked_a_step_ahead(rows) ? 0 : 2;
@@ -713,18 +690,13 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     // rows, copied during the 10-wide layer's phases; the gather 31-32 → 20 µs, the step
     // 659-661 → 651 µs (each one-thread phase ~0.5 µs longer for its region).
     const std::size_t next_start = start + batch_size;
-    const std::size_t next_rows = next_start < n ? std::min(batch_size, n - next_start) : 0;
-    const bool next_in_place = read_in_place(next_rows);
-    const bool copy_ahead = shuffle && rows > 1 && next_rows > 0 && !asked_a_step_ahead(rows);
+    const bool copy_ahead = shuffle && rows > 1 && next_start < n && !asked_a_step_ahead(rows);
     NextBatch<T> next{};
     if (copy_ahead)
-      next.batch = {x, t, next_in_place ? 0 : n_in, n_out, order.data() + next_start, next_rows,
-                    batch_x[1 - current].data(), batch_t[1 - current].data()};
-    const MatrixView<T> batch_x_view =
-        in_place ? rows_of(x, n_in, order.data() + start) : row_major(bx, n_in);
-    const double loss =
-        train_step(batch_x_view, bt, rows, opt, x_largest, copy_ahead ? &next : nullptr);
-    in_place = next_in_place;
+      next.batch = {x, t, n_in, n_out, order.data() + next_start,
+                    std::min(batch_size, n - next_start), batch_x[1 - current].data(),
+                    batch_t[1 - current].data()};
+    const double loss = train_step(bx, bt, rows, opt, x_largest, copy_ahead ? &next : nullptr);
     copied_ahead = next.copied;
     current = 1 - current;
     if (!std::isfinite(loss)) {

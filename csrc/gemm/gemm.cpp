@@ -139,21 +139,6 @@ bool reads_a_in_place(MatrixView<T> a, std::ptrdiff_t block_columns) {
   return (a.cs == 1 || a.rs == 1) && block_columns < pack_a_from_columns;
 }
 
-// An m×k view whose rows or columns are listed (MatrixView::row_ids, col_ids), copied into
-// `buffer` where they lie one after another, for the loops that address A by its strides: the
-// unpacked path, and the packing of listed rows, which goes through block transposes. (Listed
-// columns pack as they are: each piece of a packed panel is part of one of their rows.)
-template <typename T>
-MatrixView<T> contiguous(MatrixView<T> a, std::ptrdiff_t m, std::ptrdiff_t k, Buffer<T>& buffer) {
-  T* to = reserve(buffer, static_cast<std::size_t>(m * k));
-  if (a.row_ids) {
-    for (std::ptrdiff_t i = 0; i < m; ++i) copy_row(&a(i, 0), to + i * k, std::size_t(k));
-    return row_major<T>(to, k);
-  }
-  for (std::ptrdiff_t p = 0; p < k; ++p) copy_row(&a(0, p), to + p * m, std::size_t(m));
-  return transposed<T>(to, m);
-}
-
 // The loops around the microkernel that touch every element — the epilogue, the unpacked path
 // and the packing — are compiled once per ISA: `flatten` inlines them (activations, exp,
 // optimizer, transposes) into a function built for that target, and the dispatcher picks the
@@ -277,8 +262,6 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   T* packed_b = reserve(packed_b_buffer, static_cast<std::size_t>(
                                              (std::min(j_end - j_begin, nc_max) + nr - 1) / nr * nr * kc_cap));
   const bool a_in_place = reads_a_in_place(a, j_end - j_begin);
-  thread_local Buffer<T> listed_rows;
-  if (a.row_ids && !a_in_place) a = contiguous(a, m, k, listed_rows);
   // Row blocks of mc_max rows; where A is packed, the last two share what is left in whole
   // panels: 256 rows were a block of 240 and one of 16, and a packed block that short brings
   // each B panel from L3 for three tiles (256×1024 · 1024×2048 at 2 threads: +12%, wide-shaped
@@ -354,13 +337,8 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
         // 1.2× on its AVX2 path).
         if (!a_in_place) loops.pack_a(a, ic, pc, mc, kc, mr, packed_a);
         const std::ptrdiff_t a_rs = a_in_place ? a.rs : 1, a_cs = a_in_place ? a.cs : mr;
-        // From panel to panel: MR rows on, or MR entries on in the list of A's rows.
-        const std::ptrdiff_t a_step = !a_in_place ? mr * kc : a.row_ids ? 0 : mr * a.rs;
-        const T* a_first = !a_in_place ? packed_a
-                                       : a.data + (a.row_ids ? 0 : ic) * a.rs +
-                                             (a.col_ids ? 0 : pc) * a.cs;
-        const std::int64_t* a_rows = a_in_place && a.row_ids ? a.row_ids + ic : nullptr;
-        const std::int64_t* a_cols = a_in_place && a.col_ids ? a.col_ids + pc : nullptr;
+        const std::ptrdiff_t a_step = a_in_place ? mr * a.rs : mr * kc;  // from panel to panel
+        const T* a_first = a_in_place ? &a(ic, pc) : packed_a;
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           const bool b_read_in_place = panel_in_place(jr);
@@ -380,15 +358,13 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             const bool measure = last && ep.kind == EpilogueKind::bias_activation &&
                                  ep.measure != Measure::nothing;
             const T sums = kt.column(static_cast<int>(kc), static_cast<int>(full), a_first, a_rs,
-                                     a_cs, a_rows, a_cols, a_step, b_panel, b_rs,
-                                     first ? nullptr : c_top, ldc, c_top, ldc, measure,
-                                     static_cast<int>(cols));
+                                     a_cs, a_step, b_panel, b_rs, first ? nullptr : c_top, ldc,
+                                     c_top, ldc, measure, static_cast<int>(cols));
             largest = larger_magnitude(largest, double(sums));
             ir = full;
           }
           for (; ir < m_panels; ++ir) {
             const T* a_panel = a_first + ir * a_step;
-            const std::int64_t* panel_rows = a_rows ? a_rows + ir * mr : nullptr;
             const std::ptrdiff_t i0 = ic + ir * mr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
             // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's last column
@@ -415,23 +391,18 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
               }
             }
             if (!first && !whole) copy_block(c_tile, ldc, tile, nr, rows, cols);
-            auto run_kernel = [&](const T* c_in, std::ptrdiff_t ld_in, T* c_out,
-                                  std::ptrdiff_t ld_out) {
-              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, panel_rows, a_cols, b_panel, b_rs,
-                     c_in, ld_in, c_out, ld_out);
-            };
             const T* partial = first ? nullptr : whole ? c_tile : tile;
             const std::ptrdiff_t ld_partial = whole ? ldc : nr;
             if (last && whole && products_are_output) {
-              run_kernel(partial, ldc, c_tile, ldc);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
               largest = larger_magnitude(largest, loops.finish_tile(ep, n, i0, j0, rows, cols, c_tile, ldc, c, ldc));
             } else if (last) {
-              run_kernel(partial, ld_partial, tile, nr);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ld_partial, tile, nr);
               largest = larger_magnitude(largest, loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc));
             } else if (whole) {
-              run_kernel(partial, ldc, c_tile, ldc);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
             } else {
-              run_kernel(partial, nr, tile, nr);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, nr, tile, nr);
               copy_block(tile, nr, c_tile, ldc, rows, cols);
             }
           }
@@ -535,10 +506,7 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
       largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc));
     return largest;
   }
-  if (runs_unpacked(m, n, k)) {
-    thread_local Buffer<T> listed;
-    return gemm_unpacked(m, n, k, a.listed() ? contiguous(a, m, k, listed) : a, b, c, ldc, ep);
-  }
+  if (runs_unpacked(m, n, k)) return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
   return gemm_packed(m, n, k, a, b, c, ldc, ep, team_work);
 }
 

@@ -12,16 +12,18 @@
 #pragma once
 
 #include <cstddef>  // std::ptrdiff_t only: a typedef, no code
-#include <cstdint>  // std::int64_t only
 
 namespace deltaprop {
 namespace {
 
-// The NV vectors of one NR-wide row of B. A packed B row is 64-byte aligned; one read in place
-// may have any alignment, and is loaded by memcpy (an alignment attribute on a vector typedef is
-// lost when the typedef is a template argument).
-template <typename T, typename V, int NV, int W, bool b_aligned>
-__attribute__((always_inline)) inline void load_b_row(V (&bv)[NV], const T* b_row) {
+// acc += a_column · b_row for one p: NV vector loads of the B row, MR broadcasts of A's column
+// (a_column[i * stride]), MR·NV fused multiply-adds. A packed B row is 64-byte aligned; one read
+// in place may have any alignment, and is loaded by memcpy (an alignment attribute on a
+// vector typedef is lost when the typedef is a template argument).
+template <typename T, typename V, int MR, int NV, int W, bool b_aligned>
+__attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const T* b_row,
+                                                        const T* a_column, std::ptrdiff_t stride) {
+  V bv[NV];
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
     if (b_aligned)
@@ -29,33 +31,10 @@ __attribute__((always_inline)) inline void load_b_row(V (&bv)[NV], const T* b_ro
     else
       __builtin_memcpy(&bv[v], b_row + v * W, sizeof(V));
   }
-}
-
-// acc += a_column · b_row for one p: NV vector loads of the B row, MR broadcasts of A's column
-// (a_column[i * stride]), MR·NV fused multiply-adds.
-template <typename T, typename V, int MR, int NV, int W, bool b_aligned>
-__attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const T* b_row,
-                                                        const T* a_column, std::ptrdiff_t stride) {
-  V bv[NV];
-  load_b_row<T, V, NV, W, b_aligned>(bv, b_row);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     // x - 0 is x for every x (x + 0 is not, for x = -0), so this folds to one broadcast.
     const V ai = a_column[i * stride] - V{};
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
-  }
-}
-
-// The same for A's rows wherever they lie: A(i, p) = rows[i][p].
-template <typename T, typename V, int MR, int NV, int W, bool b_aligned>
-__attribute__((always_inline)) inline void rank1_update_rows(V (&acc)[MR][NV], const T* b_row,
-                                                             const T* const (&rows)[MR], int p) {
-  V bv[NV];
-  load_b_row<T, V, NV, W, b_aligned>(bv, b_row);
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    const V ai = rows[i][p] - V{};
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
   }
@@ -144,17 +123,14 @@ struct Magnitudes {
 
 // A(i, p) = a[i*a_rs + p*a_cs], with a_rs == 1 (a packed MR-major panel, a_cs = MR, or columns
 // of a transposed matrix read in place) or a_cs == 1 (MR rows of a row-major matrix read in
-// place: MR contiguous streams); where a_rows is given, a[a_rows[i]*a_rs + p] (rows of a
-// row-major array wherever they lie), and where a_cols is, a[i + a_cols[p]*a_cs] (the same
-// transposed). B(p, j) = b[p*b_rs + j]: a packed panel (b_rs = NR, 64-byte
+// place: MR contiguous streams). B(p, j) = b[p*b_rs + j]: a packed panel (b_rs = NR, 64-byte
 // aligned) or NR columns of a row-major matrix read in place. `narrow`: C's rows are read and
 // written in their first `cols` columns only (load_first_lanes). Where `largest` is given, the
 // magnitudes of the sums in those columns raise it, lane by lane, from the registers: read back
 // from C, the part rows of a narrow tile cost AVX2 22% of 128×128 · 128×10.
 template <typename T, int MR, int NR, int VBYTES, bool narrow = false>
 inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
-                             std::ptrdiff_t a_cs, const std::int64_t* a_rows,
-                             const std::int64_t* a_cols, const T* __restrict b, std::ptrdiff_t b_rs,
+                             std::ptrdiff_t a_cs, const T* __restrict b, std::ptrdiff_t b_rs,
                              const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
                              std::ptrdiff_t ldc_out, int cols = NR,
                              typename Magnitudes<T, VBYTES>::Vector* largest = nullptr) {
@@ -175,32 +151,7 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
   // instructions; unrolled, the offsets fold into the loads' addresses (one thread, paired
   // rounds: 2048² +1.5%, 256×2048 · 2048×2048 +0.9%, MNIST-shaped fit +1.4%, digits-shaped
   // +1.1%, all 6 of 6; unrolled twice or eight times, 0.98–0.99 of four).
-  if (a_rows) {
-    const T* rows[MR];
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) rows[i] = a + a_rows[i] * a_rs;
-    if (b_rs == NR) {
-      const T* packed = static_cast<const T*>(__builtin_assume_aligned(b, 64));
-#pragma GCC unroll 4
-      for (int p = 0; p < kc; ++p)
-        rank1_update_rows<T, V, MR, NV, W, true>(acc, packed + p * NR, rows, p);
-    } else {
-#pragma GCC unroll 4
-      for (int p = 0; p < kc; ++p)
-        rank1_update_rows<T, V, MR, NV, W, false>(acc, b + p * b_rs, rows, p);
-    }
-  } else if (a_cols) {
-    if (b_rs == NR) {
-      const T* packed = static_cast<const T*>(__builtin_assume_aligned(b, 64));
-#pragma GCC unroll 4
-      for (int p = 0; p < kc; ++p)
-        rank1_update<T, V, MR, NV, W, true>(acc, packed + p * NR, a + a_cols[p] * a_cs, 1);
-    } else {
-#pragma GCC unroll 4
-      for (int p = 0; p < kc; ++p)
-        rank1_update<T, V, MR, NV, W, false>(acc, b + p * b_rs, a + a_cols[p] * a_cs, 1);
-    }
-  } else if (b_rs == NR) {
+  if (b_rs == NR) {
     const T* packed = static_cast<const T*>(__builtin_assume_aligned(b, 64));
     if (a_rs == 1) {
 #pragma GCC unroll 4
@@ -278,8 +229,7 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
 // by the microkernel (an epilogue call per tile did that for `forward_layer`).
 template <typename T, int MR, int NR, int VBYTES, bool narrow>
 T column_tiles(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-               const std::int64_t* a_rows, const std::int64_t* a_cols, std::ptrdiff_t a_step,
-               const T* b, std::ptrdiff_t b_rs, const T* c_in,
+               std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
                std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure, int cols) {
   typedef Magnitudes<T, VBYTES> M;
   constexpr int lanes = VBYTES / int(sizeof(T));
@@ -287,9 +237,7 @@ T column_tiles(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_
   for (int t = 0; t < tiles; ++t) {
     const T* partial = c_in ? c_in + t * MR * ldc_in : nullptr;
     if (partial && t + 1 < tiles) prefetch_block(partial + MR * ldc_in, ldc_in, MR, cols);
-    gemm_microkernel<T, MR, NR, VBYTES, narrow>(kc, a + t * a_step, a_rs, a_cs,
-                                                a_rows ? a_rows + t * MR : nullptr, a_cols, b,
-                                                b_rs, partial,
+    gemm_microkernel<T, MR, NR, VBYTES, narrow>(kc, a + t * a_step, a_rs, a_cs, b, b_rs, partial,
                                                 ldc_in, c_out + t * MR * ldc_out, ldc_out, cols,
                                                 measure ? &largest : nullptr);
   }
@@ -303,25 +251,21 @@ T column_tiles(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_
 // The `column` slot: whole tiles, or tiles `cols` < NR wide at C's last column.
 template <typename T, int MR, int NR, int VBYTES>
 T column_kernel(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                const std::int64_t* a_rows, const std::int64_t* a_cols, std::ptrdiff_t a_step,
-                const T* b, std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
-                std::ptrdiff_t ldc_out, bool measure, int cols) {
+                std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
+                std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure, int cols) {
   if (cols < NR)
-    return column_tiles<T, MR, NR, VBYTES, true>(kc, tiles, a, a_rs, a_cs, a_rows, a_cols, a_step,
-                                                 b, b_rs, c_in, ldc_in, c_out, ldc_out, measure,
-                                                 cols);
-  return column_tiles<T, MR, NR, VBYTES, false>(kc, tiles, a, a_rs, a_cs, a_rows, a_cols, a_step,
-                                                b, b_rs, c_in, ldc_in, c_out, ldc_out, measure, NR);
+    return column_tiles<T, MR, NR, VBYTES, true>(kc, tiles, a, a_rs, a_cs, a_step, b, b_rs, c_in,
+                                                 ldc_in, c_out, ldc_out, measure, cols);
+  return column_tiles<T, MR, NR, VBYTES, false>(kc, tiles, a, a_rs, a_cs, a_step, b, b_rs, c_in,
+                                                ldc_in, c_out, ldc_out, measure, NR);
 }
 
 // The microkernel of a tile of R rows, as a kernel slot (kernels.hpp).
 template <typename T, int R, int NR, int VBYTES>
-void rows_kernel(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                 const std::int64_t* a_rows, const std::int64_t* a_cols, const T* b,
+void rows_kernel(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs, const T* b,
                  std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
                  std::ptrdiff_t ldc_out) {
-  gemm_microkernel<T, R, NR, VBYTES>(kc, a, a_rs, a_cs, a_rows, a_cols, b, b_rs, c_in, ldc_in,
-                                     c_out, ldc_out);
+  gemm_microkernel<T, R, NR, VBYTES>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
 }
 
 // The kernel slot of a tile of R rows beside MR-row tiles: none from MR rows on.

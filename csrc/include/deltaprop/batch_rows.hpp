@@ -13,8 +13,7 @@
 namespace deltaprop {
 
 // A batch's rows: from samples ids[0..rows) of the row-major x (n_in wide) and t (n_out wide) to
-// rows 0..rows of batch_x and batch_t. n_in is 0 for a batch whose inputs are read where they
-// lie (Network::fit_epoch): only its targets are copied.
+// rows 0..rows of batch_x and batch_t.
 template <typename T>
 struct BatchRows {
   const T* x;

@@ -5,27 +5,18 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 
 #include "deltaprop/activation.hpp"
 #include "deltaprop/optimizer.hpp"
 
 namespace deltaprop {
 
-// A strided matrix: element (i, j) is data[i * rs + j * cs], or, where row_ids or col_ids are
-// given, data[row_ids[i] * rs + j * cs] or data[i * rs + col_ids[j] * cs]: the view's rows, or
-// its columns, are the listed rows of a row-major array. So a shuffled batch is read where its
-// samples lie instead of being gathered (Network::fit_epoch).
+// A strided matrix: element (i, j) is data[i * rs + j * cs].
 template <typename T>
 struct MatrixView {
   const T* data;
   std::ptrdiff_t rs, cs;
-  const std::int64_t* row_ids = nullptr;
-  const std::int64_t* col_ids = nullptr;
-  const T& operator()(std::ptrdiff_t i, std::ptrdiff_t j) const {
-    return data[(row_ids ? row_ids[i] : i) * rs + (col_ids ? col_ids[j] : j) * cs];
-  }
-  bool listed() const { return row_ids || col_ids; }
+  const T& operator()(std::ptrdiff_t i, std::ptrdiff_t j) const { return data[i * rs + j * cs]; }
 };
 
 // Row-major view of an m×n array and of its transpose.
@@ -33,16 +24,6 @@ template <typename T>
 MatrixView<T> row_major(const T* data, std::ptrdiff_t cols) { return {data, cols, 1}; }
 template <typename T>
 MatrixView<T> transposed(const T* data, std::ptrdiff_t cols) { return {data, 1, cols}; }
-
-// Rows ids[0..) of a row-major array `cols` wide, wherever they lie.
-template <typename T>
-MatrixView<T> rows_of(const T* data, std::ptrdiff_t cols, const std::int64_t* ids) {
-  return {data, cols, 1, ids, nullptr};
-}
-
-// The transpose of a view: element (i, j) is the view's (j, i).
-template <typename T>
-MatrixView<T> transpose(MatrixView<T> a) { return {a.data, a.cs, a.rs, a.col_ids, a.row_ids}; }
 
 enum class EpilogueKind : int {
   store,            // C = AB
