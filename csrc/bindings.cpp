@@ -592,6 +592,10 @@ PYBIND11_MODULE(_native, m) {
       },
       py::arg("n"));
   m.def("get_num_threads", &max_threads);
+  m.def("set_stream_beyond_round_trip_ns", &set_stream_beyond_round_trip_ns, py::arg("ns"),
+        "Gathered batches are streamed past the caches while the round trip between the first "
+        "two threads' cores is longer than ns (150 by default; 0: always with two threads, "
+        "infinity: never). Returns the previous bound. For tests and benchmarks.");
   m.def("thread_cap", &thread_cap);
   m.def("select_isa", &select_isa, py::arg("name"),
         "Switch the kernels to another ISA this CPU supports (for tests and benchmarks).");

@@ -20,6 +20,7 @@
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/magnitude.hpp"
 #include "deltaprop/prefetch.hpp"
+#include "deltaprop/round_trip.hpp"
 #include "deltaprop/threads.hpp"
 
 namespace deltaprop {
@@ -572,6 +573,16 @@ double Network<T>::step_by_products(const T* x, const T* t, std::size_t rows,
 
 namespace {
 
+// Gathered rows are streamed (BatchRows::streamed) while a cache line takes longer than this
+// to go to the other thread's core and back: longer than the line would take from memory, which
+// is where a streamed row is read from. On the Zen 4 EPYC, vCPUs ~55 ns apart gained nothing
+// from it (an MNIST-shaped fit at 2 threads 1.2% slower, at 1 thread 1.5%), ~330-540 ns apart
+// they did (6.5% faster).
+std::atomic<double> stream_beyond_ns{150};
+
+// The round trip is measured in every this many gathers (~1-6 µs; an MNIST-shaped step ~700).
+constexpr std::size_t round_trip_every = 64;
+
 // Prefetching a batch larger than this stalls the loop that asks: the requests queue behind the
 // core's few line-fill buffers. An MNIST-shaped fit (401 KB a batch) trained 3% faster without
 // them; its 3 KB rows are long enough for the hardware prefetcher to follow each one.
@@ -582,6 +593,8 @@ constexpr std::size_t prefetch_up_to_bytes = 32 * 1024;
 constexpr double sort_work_per_sample = 700.0;
 
 }  // namespace
+
+double set_stream_beyond_round_trip_ns(double ns) { return stream_beyond_ns.exchange(ns); }
 
 template <typename T>
 typename Network<T>::EpochResult Network<T>::fit_epoch(
@@ -675,13 +688,24 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       constexpr double multiply_adds_per_element = 40;
       const std::size_t left = rows - copied_ahead;
       const double work = double(left) * double(n_in + n_out) * multiply_adds_per_element;
+      // A batch small enough to be asked for a whole step ahead is in L1 already, and is not
+      // streamed past it.
+      const bool in_l1 = asked_a_step_ahead(rows);
       const BatchRows<T> batch{x, t, n_in, n_out, order.data() + start, rows,
-                               batch_x[current].data(), batch_t[current].data()};
-      // A batch small enough to be asked for a whole step ahead is in L1 already.
-      const std::size_t ahead = asked_a_step_ahead(rows) ? 0 : 2;
+                               batch_x[current].data(), batch_t[current].data(),
+                               stream_batches_ && !in_l1};
+      const bool time_round_trip = !in_l1 && index % round_trip_every == 0;
+      alignas(64) std::atomic<std::int64_t> ball{0};
+      double round_trip = 0;  // stays 0 where the gather runs on one thread
       on_threads(threads_for(work), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
-        batch.copy(copied_ahead + left * me / team, copied_ahead + left * (me + 1) / team, ahead);
+        if (time_round_trip && team > 1 && me < 2) {
+          const double ns = round_trip_ns(ball, me);
+          if (me == 0) round_trip = ns;
+        }
+        batch.copy(copied_ahead + left * me / team, copied_ahead + left * (me + 1) / team,
+                   in_l1 ? 0 : 2);
       });
+      if (time_round_trip) stream_batches_ = round_trip > stream_beyond_ns.load();
       bx = batch_x[current].data();
       bt = batch_t[current].data();
     }
@@ -695,7 +719,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     if (copy_ahead)
       next.batch = {x, t, n_in, n_out, order.data() + next_start,
                     std::min(batch_size, n - next_start), batch_x[1 - current].data(),
-                    batch_t[1 - current].data()};
+                    batch_t[1 - current].data(), stream_batches_};
     const double loss = train_step(bx, bt, rows, opt, x_largest, copy_ahead ? &next : nullptr);
     copied_ahead = next.copied;
     current = 1 - current;

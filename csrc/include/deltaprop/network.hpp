@@ -19,6 +19,11 @@
 
 namespace deltaprop {
 
+// fit_epoch streams the rows it gathers (BatchRows::streamed) while a cache line's round trip
+// between its first two threads' cores takes longer than `ns` (150 unless set; 0: whenever two
+// threads gather, infinity: never). Returns the bound it replaces. For tests and benchmarks.
+double set_stream_beyond_round_trip_ns(double ns);
+
 // The order in which epoch `epoch` visits n samples; identical to deltaprop.shuffle.epoch_order.
 // Kept from epoch to epoch with its sorting scratch: fresh pages every epoch cost as much as the
 // sort itself (page faults, 4% of a 2-3-1 online epoch).
@@ -305,6 +310,9 @@ class Network {
   // The order of the epoch at hand, and the next epoch's where the tiny online run sorted it on
   // a second thread (fit_epoch).
   EpochOrder epoch_order_, next_epoch_order_;
+  // Whether fit_epoch streams the rows it gathers (BatchRows::streamed): while the latest round
+  // trip between its first two threads' cores was long (round_trip.hpp).
+  bool stream_batches_ = false;
 };
 
 extern template class Network<float>;

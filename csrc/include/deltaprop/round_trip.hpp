@@ -1,0 +1,41 @@
+// How far apart the cores of a team's first two threads are: the time a cache line takes to go
+// from one to the other and back (bench/core_to_core.c measures the same from outside).
+//
+// A virtual machine's vCPUs are placed on the host's cores by its scheduler, and the placement
+// changes while the guest runs: on a 2-vCPU AMD EPYC (Zen 4) a round trip took ~55 ns for
+// minutes, then ~330-540 ns for minutes. Which way a batch is best gathered depends on it
+// (BatchRows::streamed), and only a measurement tells.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace deltaprop {
+
+// A line passed back and forth: it goes out odd from thread 0 and comes back even from thread 1.
+// Both call this at once with the same ball, which starts at 0; thread 0 gets the mean round
+// trip in nanoseconds, thread 1 0. The first round trips, which wait for the threads to arrive,
+// are not timed.
+inline double round_trip_ns(std::atomic<std::int64_t>& ball, std::ptrdiff_t me) {
+  constexpr std::int64_t untimed = 2, timed = 16;
+  using clock = std::chrono::steady_clock;
+  clock::time_point start;
+  for (std::int64_t i = 0; i < untimed + timed; ++i) {
+    if (me == 0) {
+      if (i == untimed) start = clock::now();
+      ball.store(2 * i + 1, std::memory_order_release);
+      while (ball.load(std::memory_order_acquire) != 2 * i + 2) {
+      }
+    } else {
+      while (ball.load(std::memory_order_acquire) != 2 * i + 1) {
+      }
+      ball.store(2 * i + 2, std::memory_order_release);
+    }
+  }
+  if (me != 0) return 0;
+  return std::chrono::duration<double, std::nano>(clock::now() - start).count() / timed;
+}
+
+}  // namespace deltaprop
