@@ -3,8 +3,8 @@
 fit_epoch streams the rows it gathers while the cores of its first two threads sit far apart
 (round_trip.hpp): a cache line's round trip longer than a bound, 150 ns unless set. With the
 bound at 0 it streams them whenever two threads gather, so these tests run that path on any
-machine; one thread never streams. A streamed row holds the same bytes, so a fit
-must give the bits of one thread.
+machine; one thread never streams. A streamed row holds the same bytes, so a fit must give the
+bits of one thread.
 """
 
 from __future__ import annotations
