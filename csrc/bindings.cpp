@@ -7,8 +7,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <string>
 
@@ -16,6 +18,7 @@
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/network.hpp"
+#include "deltaprop/round_trip.hpp"
 #include "deltaprop/threads.hpp"
 
 #ifdef _OPENMP
@@ -596,6 +599,22 @@ PYBIND11_MODULE(_native, m) {
         "Gathered batches are streamed past the caches while the round trip between the first "
         "two threads' cores is longer than ns (150 by default; 0: always with two threads, "
         "infinity: never). Returns the previous bound. For tests and benchmarks.");
+  m.def(
+      "round_trip_ns",
+      [] {
+        py::gil_scoped_release release;
+        alignas(64) std::atomic<std::int64_t> ball{0};
+        double ns = std::numeric_limits<double>::quiet_NaN();
+        on_threads(2, [&](std::ptrdiff_t team, std::ptrdiff_t me) {
+          if (team < 2 || me > 1) return;
+          const double measured = round_trip_ns(ball, me);
+          if (me == 0) ns = measured;
+        });
+        return ns;
+      },
+      "A cache line's round trip between the cores of two threads, in ns, as fit_epoch measures "
+      "it to choose how it gathers batches; NaN where the two did not answer each other in time "
+      "(sharing one CPU) or only one thread ran. For tests and benchmarks.");
   m.def("thread_cap", &thread_cap);
   m.def("select_isa", &select_isa, py::arg("name"),
         "Switch the kernels to another ISA this CPU supports (for tests and benchmarks).");

@@ -705,6 +705,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
         batch.copy(copied_ahead + left * me / team, copied_ahead + left * (me + 1) / team,
                    in_l1 ? 0 : 2);
       });
+      // (NaN, threads that did not meet in time as they share a CPU, never streams.)
       if (time_round_trip) stream_batches_ = round_trip > stream_beyond_ns.load();
       bx = batch_x[current].data();
       bt = batch_t[current].data();
