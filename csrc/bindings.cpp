@@ -606,9 +606,7 @@ PYBIND11_MODULE(_native, m) {
         alignas(64) std::atomic<std::int64_t> ball{0};
         double ns = std::numeric_limits<double>::quiet_NaN();
         on_threads(2, [&](std::ptrdiff_t team, std::ptrdiff_t me) {
-          if (team < 2 || me > 1) return;
-          const double measured = round_trip_ns(ball, me);
-          if (me == 0) ns = measured;
+          time_round_trip(ball, team, me, ns);
         });
         return ns;
       },

@@ -694,19 +694,16 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       const BatchRows<T> batch{x, t, n_in, n_out, order.data() + start, rows,
                                batch_x[current].data(), batch_t[current].data(),
                                stream_batches_ && !in_l1};
-      const bool time_round_trip = !in_l1 && index % round_trip_every == 0;
+      const bool probe = !in_l1 && index % round_trip_every == 0;
       alignas(64) std::atomic<std::int64_t> ball{0};
       double round_trip = 0;  // stays 0 where the gather runs on one thread
       on_threads(threads_for(work), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
-        if (time_round_trip && team > 1 && me < 2) {
-          const double ns = round_trip_ns(ball, me);
-          if (me == 0) round_trip = ns;
-        }
+        if (probe) time_round_trip(ball, team, me, round_trip);
         batch.copy(copied_ahead + left * me / team, copied_ahead + left * (me + 1) / team,
                    in_l1 ? 0 : 2);
       });
       // (NaN, threads that did not meet in time as they share a CPU, never streams.)
-      if (time_round_trip) stream_batches_ = round_trip > stream_beyond_ns.load();
+      if (probe) stream_batches_ = round_trip > stream_beyond_ns.load();
       bx = batch_x[current].data();
       bt = batch_t[current].data();
     }

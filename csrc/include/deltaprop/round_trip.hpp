@@ -54,4 +54,13 @@ inline double round_trip_ns(std::atomic<std::int64_t>& ball, std::ptrdiff_t me) 
   return std::chrono::duration<double, std::nano>(clock::now() - start).count() / timed;
 }
 
+// For the body of a team's region: its threads 0 and 1 time the round trip, and thread 0 writes
+// it to `ns`; a team of one, and threads 2 on, leave `ns` as it was.
+inline void time_round_trip(std::atomic<std::int64_t>& ball, std::ptrdiff_t team,
+                            std::ptrdiff_t me, double& ns) {
+  if (team < 2 || me > 1) return;
+  const double measured = round_trip_ns(ball, me);
+  if (me == 0) ns = measured;
+}
+
 }  // namespace deltaprop
