@@ -6,9 +6,8 @@ tiles for both threads (packed panels), batches above the GEMM's kc (split-k wei
 inference in blocks of rows on both threads, the online (one-row) step, the tiny online step,
 whose epochs sort the next epoch's order on the other thread (from a few thousand samples on),
 the split step of networks whose products are each too small to share (forty steps a fit:
-its first ten time both ways, so at least five run split), batches read where their samples lie
-(a first hidden layer under 512 units), and batches gathered with their rows streamed past the
-caches (512 units; the round trip's bound at 0: whenever two threads gather).
+its first ten time both ways, so at least five run split), and batches gathered with their rows
+streamed past the caches (the round trip's bound at 0: whenever two threads gather).
 """
 
 from __future__ import annotations
@@ -29,9 +28,8 @@ for dtype in ("float32", "float64"):
     for optimizer in (dp.SGD(lr=0.01, momentum=0.9), dp.Adam(lr=1e-3)):
         net = dp.MLP([200, 256, 128, 10], activation="relu", dtype=dtype, seed=1)
         net.fit(X, y, epochs=1, batch_size=320, optimizer=optimizer)  # split-k: 320 > kc
-        wide = dp.MLP([200, 512, 10], activation="relu", dtype=dtype, seed=1)
         bound = dp._native.set_stream_beyond_round_trip_ns(0.0)
-        wide.fit(X, y, epochs=2, batch_size=320, optimizer=optimizer)  # gathered rows streamed
+        net.fit(X, y, epochs=2, batch_size=320, optimizer=optimizer)  # gathered rows streamed
         dp._native.set_stream_beyond_round_trip_ns(bound)
         net.fit(X[:64], y[:64], epochs=1, batch_size=1, optimizer=optimizer)  # online steps
         net.forward(np.repeat(X, 3, axis=0))  # 1920 rows: a block of 1024 and one of 896

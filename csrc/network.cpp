@@ -171,13 +171,12 @@ void Network<T>::reserve_rows(std::size_t rows) {
 template <typename T>
 void Network<T>::forward_pass(const T* x, std::size_t rows, bool measure,
                               std::vector<Buffer<T>>& a) {
-  MatrixView<T> in = row_major(x, static_cast<std::ptrdiff_t>(sizes_[0]));
-  for (std::size_t l = 1; l <= n_layers(); ++l)
-    in = row_major(forward_layer(l, in, rows, measure, a), static_cast<std::ptrdiff_t>(sizes_[l]));
+  const T* in = x;
+  for (std::size_t l = 1; l <= n_layers(); ++l) in = forward_layer(l, in, rows, measure, a);
 }
 
 template <typename T>
-const T* Network<T>::forward_layer(std::size_t l, MatrixView<T> in, std::size_t rows, bool measure,
+const T* Network<T>::forward_layer(std::size_t l, const T* in, std::size_t rows, bool measure,
                                    std::vector<Buffer<T>>& a) {
   const double largest = forward_product(l, in, rows, measure, a[l].data());
   if (l < n_layers() && measure) step_magnitudes_[2 * l] = largest;  // max|A_l|, for the guard
@@ -185,7 +184,7 @@ const T* Network<T>::forward_layer(std::size_t l, MatrixView<T> in, std::size_t 
 }
 
 template <typename T>
-double Network<T>::forward_product(std::size_t l, MatrixView<T> in, std::size_t rows, bool measure,
+double Network<T>::forward_product(std::size_t l, const T* in, std::size_t rows, bool measure,
                                    T* out) {
   const bool hidden = l < n_layers();
   Epilogue<T> ep;
@@ -197,7 +196,7 @@ double Network<T>::forward_product(std::size_t l, MatrixView<T> in, std::size_t 
   ep.measure = hidden && measure ? Measure::output : Measure::nothing;
   const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
   const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-  return gemm<T>(rows, n_out, n_in, in, row_major(weights[l - 1].data(), n_out),
+  return gemm<T>(rows, n_out, n_in, row_major(in, n_in), row_major(weights[l - 1].data(), n_out),
                  out, n_out, ep);
 }
 
@@ -306,14 +305,14 @@ void Network<T>::update_bias(std::size_t l, const OptimizerStep<T>& opt, const T
 }
 
 template <typename T>
-void Network<T>::gradient_pass(MatrixView<T> x, std::size_t rows, const std::vector<T*>& dw,
+void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                                const std::vector<T*>& db, const OptimizerStep<T>* opt,
                                NextBatch<T>* next) {
   const bool split_k = rows > static_cast<std::size_t>(gemm_kernel<T>().kc);
   for (std::size_t l = n_layers(); l >= 1; --l) {
     const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
     const auto n_out = static_cast<std::ptrdiff_t>(sizes_[l]);
-    const MatrixView<T> a_prev_t = l == 1 ? transposed(x) : transposed(a_[l - 1].data(), n_in);
+    const T* a_prev = l == 1 ? x : a_[l - 1].data();
     const T* d = d_[l].data();
     const auto batch = static_cast<std::ptrdiff_t>(rows);
 
@@ -332,7 +331,7 @@ void Network<T>::gradient_pass(MatrixView<T> x, std::size_t rows, const std::vec
     // copy in a region of its own beside a few µs of work elsewhere would cost what it saves).
     const double work = double(n_in) * double(n_out) * double(batch);
     beside_next_batch(l == n_layers() ? next : nullptr, work, [&] {
-      gemm<T>(n_in, n_out, batch, a_prev_t, row_major(d, n_out), c, n_out, ep);
+      gemm<T>(n_in, n_out, batch, transposed(a_prev, n_in), row_major(d, n_out), c, n_out, ep);
       if (!g) return;
       column_sums(d, rows, sizes_[l], sizes_[l], g);
       if (opt) update_bias(l, *opt, g, 0, sizes_[l]);
@@ -509,7 +508,7 @@ double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std
   forward_pass(x, rows, false, a_);
   const double sum = output_pass(t, rows, true);
   delta_pass(rows, false);
-  gradient_pass(row_major(x, static_cast<std::ptrdiff_t>(sizes_[0])), rows, dw, db, nullptr);
+  gradient_pass(x, rows, dw, db, nullptr);
   return sum / static_cast<double>(rows);
 }
 
@@ -541,25 +540,23 @@ double Network<T>::train_step(const T* x, const T* t, std::size_t rows, Optimize
                               double x_largest, NextBatch<T>* next) {
   reserve_rows(rows);
   if (rows == 1) return online_step(x, t, opt);
-  const MatrixView<T> x_rows = row_major(x, static_cast<std::ptrdiff_t>(sizes_[0]));
-  if (!split_step_fits(rows)) return step_by_products(x_rows, t, rows, opt, x_largest, next);
+  if (!split_step_fits(rows)) return step_by_products(x, t, rows, opt, x_largest, next);
   // Split or not, whichever is timed faster (faster_of_two.hpp).
   using clock = std::chrono::steady_clock;
   FasterOfTwo& choice = split_choice_.at(rows);
   const bool split = choice.choose() == 1;
   const auto start = clock::now();
   const double loss = split ? split_step(x, t, rows, opt, x_largest)
-                            : step_by_products(x_rows, t, rows, opt, x_largest, next);
+                            : step_by_products(x, t, rows, opt, x_largest, next);
   choice.record(split, std::chrono::duration<double, std::nano>(clock::now() - start).count());
   return loss;
 }
 
 template <typename T>
-double Network<T>::step_by_products(MatrixView<T> x, const T* t, std::size_t rows,
+double Network<T>::step_by_products(const T* x, const T* t, std::size_t rows,
                                     OptimizerStep<T>& opt, double x_largest, NextBatch<T>* next) {
-  MatrixView<T> in = x;
-  for (std::size_t l = 1; l < n_layers(); ++l)
-    in = row_major(forward_layer(l, in, rows, true, a_), static_cast<std::ptrdiff_t>(sizes_[l]));
+  const T* in = x;
+  for (std::size_t l = 1; l < n_layers(); ++l) in = forward_layer(l, in, rows, true, a_);
   const std::size_t last = n_layers();
   double loss = 0;
   beside_next_batch(next, double(rows) * double(sizes_[last - 1]) * double(sizes_[last]), [&] {
@@ -568,7 +565,7 @@ double Network<T>::step_by_products(MatrixView<T> x, const T* t, std::size_t row
   });
   if (!std::isfinite(loss)) return loss;
   delta_pass(rows, true);
-  const bool careful = guard_before_update(x.data, rows, opt, x_largest);
+  const bool careful = guard_before_update(x, rows, opt, x_largest);
   begin_step(opt);
   gradient_pass(x, rows, {}, {}, &opt, next);
   return guard_after_update(careful) ? loss : std::numeric_limits<double>::quiet_NaN();
@@ -612,6 +609,15 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       epoch_order_.compute(n, seed, epoch);
   }
   const std::vector<std::int64_t>& order = epoch_order_.order;
+  // A shuffled batch is gathered into contiguous rows (A_0 of the step); an unshuffled one is
+  // used where it lies. Steps alternate between two buffers: while one step reads a batch from
+  // one, a thread its one-thread phases leave idle copies rows of the next into the other.
+  Buffer<T> batch_x[2], batch_t[2];
+  if (shuffle)
+    for (int i = 0; i < 2; ++i) {
+      reserve(batch_x[i], std::min(batch_size, n) * n_in);
+      reserve(batch_t[i], std::min(batch_size, n) * n_out);
+    }
   int current = 0;
   std::size_t copied_ahead = 0;  // rows of this step's batch that the step before copied
   // Read the clock about every 2^20 multiply-adds (tens of microseconds), not every step: an
@@ -659,25 +665,6 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
   const auto asked_a_step_ahead = [&](std::size_t count) {
     return count * (n_in + n_out) * sizeof(T) <= prefetch_up_to_bytes;
   };
-  // A shuffled batch is gathered into contiguous rows (A_0 of the step); an unshuffled one is
-  // used where it lies. Steps alternate between two buffers: while one step reads a batch from
-  // one, a thread its one-thread phases leave idle copies rows of the next into the other.
-  // Batches too large to be asked for a step ahead are instead read where their samples lie,
-  // through a table of their rows, where their steps run product by product and the first
-  // layer's products read A in place (gemm.hpp); only their targets are gathered. A gather
-  // copied each row into the caches of the core that copied it, on the step's critical path
-  // (MNIST-shaped, 1 thread: ~4% of the step), and the products then read it from there.
-  const std::size_t full_batch = std::min(batch_size, n);
-  const bool in_place = shuffle && full_batch > 1 && !asked_a_step_ahead(full_batch) &&
-                        sizes_[1] < std::size_t(pack_a_from_columns) &&
-                        !split_step_fits(full_batch);
-  Buffer<T> batch_x[2], batch_t[2];
-  std::vector<const T*> rows_of_x(in_place ? full_batch : 0);
-  if (shuffle)
-    for (int i = 0; i < 2; ++i) {
-      if (!in_place) reserve(batch_x[i], full_batch * n_in);
-      reserve(batch_t[i], full_batch * n_out);
-    }
   for (std::size_t start = 0, index = 0; start < n; start += batch_size, ++index) {
     const std::size_t rows = std::min(batch_size, n - start);
     const T* bx = x + start * n_in;
@@ -691,17 +678,9 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
         prefetch_rows(t, n_out, order.data() + next, count);
       }
     }
-    const bool rows_in_place = in_place && rows > 1;
     if (shuffle && rows == 1) {  // one row is contiguous where it lies
       bx = x + order[start] * n_in;
       bt = t + order[start] * n_out;
-    } else if (rows_in_place) {
-      for (std::size_t r = 0; r < rows; ++r) {
-        const auto src = static_cast<std::size_t>(order[start + r]);
-        rows_of_x[r] = x + src * n_in;
-        std::memcpy(batch_t[current].data() + r * n_out, t + src * n_out, n_out * sizeof(T));
-      }
-      bt = batch_t[current].data();
     } else if (shuffle) {
       // Rows read from random places cost ~0.5 ns an element (an MNIST-shaped batch: 57 µs, a
       // tenth of its step at 2 threads), some 40 multiply-adds' worth: shared between threads
@@ -733,21 +712,13 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     // rows, copied during the 10-wide layer's phases; the gather 31-32 → 20 µs, the step
     // 659-661 → 651 µs (each one-thread phase ~0.5 µs longer for its region).
     const std::size_t next_start = start + batch_size;
-    const bool copy_ahead = shuffle && rows > 1 && next_start < n && !asked_a_step_ahead(rows) &&
-                            !in_place;
+    const bool copy_ahead = shuffle && rows > 1 && next_start < n && !asked_a_step_ahead(rows);
     NextBatch<T> next{};
     if (copy_ahead)
       next.batch = {x, t, n_in, n_out, order.data() + next_start,
                     std::min(batch_size, n - next_start), batch_x[1 - current].data(),
                     batch_t[1 - current].data(), stream_batches_};
-    double loss;
-    if (rows_in_place) {
-      reserve_rows(rows);
-      OptimizerStep<T> step = opt;
-      loss = step_by_products(gathered<T>(rows_of_x.data()), bt, rows, step, x_largest, nullptr);
-    } else {
-      loss = train_step(bx, bt, rows, opt, x_largest, copy_ahead ? &next : nullptr);
-    }
+    const double loss = train_step(bx, bt, rows, opt, x_largest, copy_ahead ? &next : nullptr);
     copied_ahead = next.copied;
     current = 1 - current;
     if (!std::isfinite(loss)) {

@@ -69,8 +69,7 @@ void Network<T>::rows_share(std::size_t row0, std::size_t rows, std::size_t batc
   const T* in = x + row0 * sizes_[0];
   for (std::size_t l = 1; l <= layers; ++l) {
     T* out = a_[l].data() + row0 * sizes_[l];
-    const auto n_in = static_cast<std::ptrdiff_t>(sizes_[l - 1]);
-    const double measured = forward_product(l, row_major(in, n_in), rows, true, out);
+    const double measured = forward_product(l, in, rows, true, out);
     if (l < layers) largest[2 * l] = measured;  // max|A_l|
     in = out;
   }

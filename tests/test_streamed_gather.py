@@ -31,9 +31,8 @@ from deltaprop import _native
 # Rows of 257 + 5 elements: neither 16-byte multiples nor aligned, so every streamed row has a
 # head and a tail of plain stores. 320 of them are a batch large enough (84k elements) for its
 # gather to run on three threads, and the 5-wide output layer's products on one, while another
-# copies the next batch's first rows. A first hidden layer of 512 units packs A, so the batch is
-# gathered (narrower, it would be read where it lies: test_batch_in_place.py).
-SIZES, BATCH, ROWS = [257, 512, 5], 320, 320 * 8 + 37
+# copies the next batch's first rows.
+SIZES, BATCH, ROWS = [257, 33, 5], 320, 320 * 8 + 37
 
 
 @pytest.fixture

@@ -129,10 +129,11 @@ void prefetch_block_to_write(const T* p, std::ptrdiff_t ld, std::ptrdiff_t rows,
   prefetch_block(p, ld, rows, cols);
 }
 
-// A block of C pack_a_from_columns wide (gemm.hpp) reuses each A panel across so many B panels
-// that packing it pays: the microkernel then streams A from one sequential panel instead of MR
-// rows (or kc columns) far apart in memory. Narrower blocks read A in place where it has a unit
-// stride, or gathered.
+// A block of C at least this wide reuses each A panel across so many B panels that packing it
+// pays: the microkernel then streams A from one sequential panel instead of MR rows (or kc
+// columns) far apart in memory. Narrower blocks read A in place where it has a unit stride.
+constexpr std::ptrdiff_t pack_a_from_columns = 512;
+
 template <typename T>
 bool reads_a_in_place(MatrixView<T> a, std::ptrdiff_t block_columns) {
   return (a.cs == 1 || a.rs == 1) && block_columns < pack_a_from_columns;
@@ -280,8 +281,7 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   // microkernel tells a packed panel by its row length NR, so a B exactly NR wide is packed.
   constexpr std::ptrdiff_t b_in_place_up_to_rows = 64, b_in_place_up_to_elements = 65536,
                            b_in_place_up_to_panel_bytes = 16384;
-  const bool b_in_place = b.cs == 1 && b.rs != nr && !a.rows &&
-                          i_end - i_begin <= b_in_place_up_to_rows &&
+  const bool b_in_place = b.cs == 1 && b.rs != nr && i_end - i_begin <= b_in_place_up_to_rows &&
                           k * b.rs <= b_in_place_up_to_elements &&
                           kc_cap * nr * std::ptrdiff_t(sizeof(T)) <= b_in_place_up_to_panel_bytes;
   // The parameters and moments an update rewrites are asked for a tile ahead too. A training
@@ -337,13 +337,8 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
         // 1.2× on its AVX2 path).
         if (!a_in_place) loops.pack_a(a, ic, pc, mc, kc, mr, packed_a);
         const std::ptrdiff_t a_rs = a_in_place ? a.rs : 1, a_cs = a_in_place ? a.cs : mr;
-        // A gathered A is read where its rows lie: by rows, its table from row ic on and each
-        // row from pc on; by columns, its table from column pc on and each from row ic on.
-        const bool gathered = a_in_place && a.rows, by_rows = gathered && a.cs == 1;
-        const T* const* a_rows = !gathered ? nullptr : by_rows ? a.rows + ic : a.rows + pc;
-        const std::ptrdiff_t a_offset = !gathered ? 0 : by_rows ? pc : ic;
-        const std::ptrdiff_t a_step = gathered ? mr : a_in_place ? mr * a.rs : mr * kc;
-        const T* a_first = gathered ? nullptr : a_in_place ? &a(ic, pc) : packed_a;
+        const std::ptrdiff_t a_step = a_in_place ? mr * a.rs : mr * kc;  // from panel to panel
+        const T* a_first = a_in_place ? &a(ic, pc) : packed_a;
         // jr outer, ir inner: consecutive tiles reuse one B panel from L1.
         for (std::ptrdiff_t jr = 0; jr < n_panels; ++jr) {
           const bool b_read_in_place = panel_in_place(jr);
@@ -363,17 +358,13 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             const bool measure = last && ep.kind == EpilogueKind::bias_activation &&
                                  ep.measure != Measure::nothing;
             const T sums = kt.column(static_cast<int>(kc), static_cast<int>(full), a_first, a_rs,
-                                     a_cs, a_rows, a_offset, a_step, b_panel, b_rs,
-                                     first ? nullptr : c_top, ldc, c_top, ldc, measure,
-                                     static_cast<int>(cols));
+                                     a_cs, a_step, b_panel, b_rs, first ? nullptr : c_top, ldc,
+                                     c_top, ldc, measure, static_cast<int>(cols));
             largest = larger_magnitude(largest, double(sums));
             ir = full;
           }
           for (; ir < m_panels; ++ir) {
-            const T* a_panel = gathered ? nullptr : a_first + ir * a_step;
-            const T* const* rows_of_a = by_rows ? a_rows + ir * a_step : a_rows;
-            const std::ptrdiff_t offset_in_a =
-                gathered && !by_rows ? a_offset + ir * a_step : a_offset;
+            const T* a_panel = a_first + ir * a_step;
             const std::ptrdiff_t i0 = ic + ir * mr;
             const std::ptrdiff_t rows = std::min<std::ptrdiff_t>(mr, i_end - i0);
             // Partial sums of earlier k-blocks wait in C. A tile that overhangs C's last column
@@ -403,19 +394,15 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
             const T* partial = first ? nullptr : whole ? c_tile : tile;
             const std::ptrdiff_t ld_partial = whole ? ldc : nr;
             if (last && whole && products_are_output) {
-              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, rows_of_a, offset_in_a, b_panel,
-                     b_rs, partial, ldc, c_tile, ldc);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
               largest = larger_magnitude(largest, loops.finish_tile(ep, n, i0, j0, rows, cols, c_tile, ldc, c, ldc));
             } else if (last) {
-              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, rows_of_a, offset_in_a, b_panel,
-                     b_rs, partial, ld_partial, tile, nr);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ld_partial, tile, nr);
               largest = larger_magnitude(largest, loops.finish_tile(ep, n, i0, j0, rows, cols, tile, nr, c, ldc));
             } else if (whole) {
-              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, rows_of_a, offset_in_a, b_panel,
-                     b_rs, partial, ldc, c_tile, ldc);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, ldc, c_tile, ldc);
             } else {
-              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, rows_of_a, offset_in_a, b_panel,
-                     b_rs, partial, nr, tile, nr);
+              kernel(static_cast<int>(kc), a_panel, a_rs, a_cs, b_panel, b_rs, partial, nr, tile, nr);
               copy_block(tile, nr, c_tile, ldc, rows, cols);
             }
           }
@@ -519,18 +506,7 @@ double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> 
       largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc));
     return largest;
   }
-  if (runs_unpacked(m, n, k)) {
-    if (!a.rows) return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
-    // A gathered A is copied out, so that each sum runs in the loop it runs in for a copy.
-    const bool by_rows = a.cs == 1;
-    const std::ptrdiff_t count = by_rows ? m : k, length = by_rows ? k : m;
-    thread_local Buffer<T> copy;
-    T* rows = reserve(copy, static_cast<std::size_t>(count * length));
-    for (std::ptrdiff_t r = 0; r < count; ++r)
-      copy_row(a.rows[r], rows + r * length, static_cast<std::size_t>(length));
-    return gemm_unpacked<T>(m, n, k, by_rows ? row_major<T>(rows, length)
-                                             : transposed<T>(rows, length), b, c, ldc, ep);
-  }
+  if (runs_unpacked(m, n, k)) return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
   return gemm_packed(m, n, k, a, b, c, ldc, ep, team_work);
 }
 

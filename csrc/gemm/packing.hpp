@@ -40,7 +40,7 @@ void pack_a_panel(MatrixView<T> a, std::ptrdiff_t i0, std::ptrdiff_t p0, std::pt
                   std::ptrdiff_t kc, int mr, T* dst) {
   constexpr std::ptrdiff_t s = transpose_block_size<T>;
   std::ptrdiff_t p = 0;
-  if (block_transposes && a.cs == 1 && !a.rows && rows == mr) {
+  if (block_transposes && a.cs == 1 && rows == mr) {
     if (mr % s == 0) {
       for (; p + s <= kc; p += s)
         for (std::ptrdiff_t i = 0; i < mr; i += s)

@@ -40,21 +40,6 @@ __attribute__((always_inline)) inline void rank1_update(V (&acc)[MR][NV], const 
   }
 }
 
-// rank1_update for A's column p from MR rows that lie anywhere (a gathered A): rows[i][p].
-template <typename T, typename V, int MR, int NV, int W>
-__attribute__((always_inline)) inline void rank1_update_rows(V (&acc)[MR][NV], const T* b_row,
-                                                             const T* const (&rows)[MR], int p) {
-  V bv[NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const V*>(b_row + v * W);
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    const V ai = rows[i][p] - V{};
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
-  }
-}
-
 // The first `lanes` lanes of a vector of C's row (0 <= lanes <= the vector's), read (the rest
 // zero) or written without touching the lanes past them, so that a tile overhanging C's last
 // column goes straight into C. Staged in a buffer and copied out row by row instead, such tiles
@@ -145,8 +130,7 @@ struct Magnitudes {
 // from C, the part rows of a narrow tile cost AVX2 22% of 128×128 · 128×10.
 template <typename T, int MR, int NR, int VBYTES, bool narrow = false>
 inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
-                             std::ptrdiff_t a_cs, const T* const* a_rows, std::ptrdiff_t a_offset,
-                             const T* __restrict b, std::ptrdiff_t b_rs,
+                             std::ptrdiff_t a_cs, const T* __restrict b, std::ptrdiff_t b_rs,
                              const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
                              std::ptrdiff_t ldc_out, int cols = NR,
                              typename Magnitudes<T, VBYTES>::Vector* largest = nullptr) {
@@ -167,21 +151,7 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
   // instructions; unrolled, the offsets fold into the loads' addresses (one thread, paired
   // rounds: 2048² +1.5%, 256×2048 · 2048×2048 +0.9%, MNIST-shaped fit +1.4%, digits-shaped
   // +1.1%, all 6 of 6; unrolled twice or eight times, 0.98–0.99 of four).
-  if (a_rows) {  // a gathered A, with B packed (kernels.hpp)
-    const T* packed = static_cast<const T*>(__builtin_assume_aligned(b, 64));
-    if (a_cs == 1) {
-      const T* rows[MR];
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) rows[i] = a_rows[i] + a_offset;
-#pragma GCC unroll 4
-      for (int p = 0; p < kc; ++p)
-        rank1_update_rows<T, V, MR, NV, W>(acc, packed + p * NR, rows, p);
-    } else {
-#pragma GCC unroll 4
-      for (int p = 0; p < kc; ++p)
-        rank1_update<T, V, MR, NV, W, true>(acc, packed + p * NR, a_rows[p] + a_offset, 1);
-    }
-  } else if (b_rs == NR) {
+  if (b_rs == NR) {
     const T* packed = static_cast<const T*>(__builtin_assume_aligned(b, 64));
     if (a_rs == 1) {
 #pragma GCC unroll 4
@@ -259,8 +229,7 @@ inline void gemm_microkernel(int kc, const T* __restrict a, std::ptrdiff_t a_rs,
 // by the microkernel (an epilogue call per tile did that for `forward_layer`).
 template <typename T, int MR, int NR, int VBYTES, bool narrow>
 T column_tiles(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-               const T* const* a_rows, std::ptrdiff_t a_offset, std::ptrdiff_t a_step,
-               const T* b, std::ptrdiff_t b_rs, const T* c_in,
+               std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
                std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure, int cols) {
   typedef Magnitudes<T, VBYTES> M;
   constexpr int lanes = VBYTES / int(sizeof(T));
@@ -268,12 +237,9 @@ T column_tiles(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_
   for (int t = 0; t < tiles; ++t) {
     const T* partial = c_in ? c_in + t * MR * ldc_in : nullptr;
     if (partial && t + 1 < tiles) prefetch_block(partial + MR * ldc_in, ldc_in, MR, cols);
-    // A gathered A steps down its table of rows, or along the rows it lists (kernels.hpp).
-    const bool by_rows = a_rows && a_cs == 1;
-    gemm_microkernel<T, MR, NR, VBYTES, narrow>(
-        kc, a_rows ? a : a + t * a_step, a_rs, a_cs, by_rows ? a_rows + t * a_step : a_rows,
-        a_rows && !by_rows ? a_offset + t * a_step : a_offset, b, b_rs, partial, ldc_in,
-        c_out + t * MR * ldc_out, ldc_out, cols, measure ? &largest : nullptr);
+    gemm_microkernel<T, MR, NR, VBYTES, narrow>(kc, a + t * a_step, a_rs, a_cs, b, b_rs, partial,
+                                                ldc_in, c_out + t * MR * ldc_out, ldc_out, cols,
+                                                measure ? &largest : nullptr);
   }
   typename M::Bits most = 0;
   for (int lane = 0; lane < lanes; ++lane) most = largest[lane] > most ? largest[lane] : most;
@@ -285,25 +251,21 @@ T column_tiles(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_
 // The `column` slot: whole tiles, or tiles `cols` < NR wide at C's last column.
 template <typename T, int MR, int NR, int VBYTES>
 T column_kernel(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                const T* const* a_rows, std::ptrdiff_t a_offset, std::ptrdiff_t a_step,
-                const T* b, std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
-                std::ptrdiff_t ldc_out, bool measure, int cols) {
+                std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
+                std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure, int cols) {
   if (cols < NR)
-    return column_tiles<T, MR, NR, VBYTES, true>(kc, tiles, a, a_rs, a_cs, a_rows, a_offset,
-                                                 a_step, b, b_rs, c_in, ldc_in, c_out, ldc_out,
-                                                 measure, cols);
-  return column_tiles<T, MR, NR, VBYTES, false>(kc, tiles, a, a_rs, a_cs, a_rows, a_offset,
-                                                a_step, b, b_rs, c_in, ldc_in, c_out, ldc_out,
-                                                measure, NR);
+    return column_tiles<T, MR, NR, VBYTES, true>(kc, tiles, a, a_rs, a_cs, a_step, b, b_rs, c_in,
+                                                 ldc_in, c_out, ldc_out, measure, cols);
+  return column_tiles<T, MR, NR, VBYTES, false>(kc, tiles, a, a_rs, a_cs, a_step, b, b_rs, c_in,
+                                                ldc_in, c_out, ldc_out, measure, NR);
 }
 
 // The microkernel of a tile of R rows, as a kernel slot (kernels.hpp).
 template <typename T, int R, int NR, int VBYTES>
-void rows_kernel(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                 const T* const* a_rows, std::ptrdiff_t a_offset, const T* b, std::ptrdiff_t b_rs,
-                 const T* c_in, std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out) {
-  gemm_microkernel<T, R, NR, VBYTES>(kc, a, a_rs, a_cs, a_rows, a_offset, b, b_rs, c_in, ldc_in,
-                                     c_out, ldc_out);
+void rows_kernel(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs, const T* b,
+                 std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
+                 std::ptrdiff_t ldc_out) {
+  gemm_microkernel<T, R, NR, VBYTES>(kc, a, a_rs, a_cs, b, b_rs, c_in, ldc_in, c_out, ldc_out);
 }
 
 // The kernel slot of a tile of R rows beside MR-row tiles: none from MR rows on.

@@ -11,19 +11,12 @@
 
 namespace deltaprop {
 
-// A strided matrix: element (i, j) is data[i * rs + j * cs]. Or a gathered one, whose rows lie
-// anywhere (a shuffled batch's samples, where they lie in X): element (i, j) is rows[i][j]
-// (rs == 0, cs == 1), or of its transpose, rows[j][i] (rs == 1, cs == 0). Only gemm's A may be
-// gathered.
+// A strided matrix: element (i, j) is data[i * rs + j * cs].
 template <typename T>
 struct MatrixView {
   const T* data;
   std::ptrdiff_t rs, cs;
-  const T* const* rows = nullptr;
-  const T& operator()(std::ptrdiff_t i, std::ptrdiff_t j) const {
-    if (rows) return cs == 1 ? rows[i][j] : rows[j][i];
-    return data[i * rs + j * cs];
-  }
+  const T& operator()(std::ptrdiff_t i, std::ptrdiff_t j) const { return data[i * rs + j * cs]; }
 };
 
 // Row-major view of an m×n array and of its transpose.
@@ -31,18 +24,6 @@ template <typename T>
 MatrixView<T> row_major(const T* data, std::ptrdiff_t cols) { return {data, cols, 1}; }
 template <typename T>
 MatrixView<T> transposed(const T* data, std::ptrdiff_t cols) { return {data, 1, cols}; }
-
-// The transpose of a view.
-template <typename T>
-MatrixView<T> transposed(MatrixView<T> v) { return {v.data, v.cs, v.rs, v.rows}; }
-
-// The gathered matrix of rows[0..).
-template <typename T>
-MatrixView<T> gathered(const T* const* rows) { return {nullptr, 0, 1, rows}; }
-
-// A product whose C is at least this many columns wide a thread packs A (gemm.cpp); a narrower
-// one reads A where it lies, by rows or by columns, so a gathered A costs it no copy.
-constexpr std::ptrdiff_t pack_a_from_columns = 512;
 
 enum class EpilogueKind : int {
   store,            // C = AB

@@ -6,16 +6,13 @@
 //   c_out[i*ldc_out + j] = (c_in ? c_in[i*ldc_in + j] : 0) + Σ_{p<kc} A(i, p) · b[p*b_rs + j]
 //   where A(i, p) = a[i*a_rs + p*a_cs] and a_rs == 1 or a_cs == 1: a packed MR-major panel
 //   (a_rs = 1, a_cs = MR), or MR whole rows of A read in place, from a row-major (a_cs = 1) or
-//   transposed (a_rs = 1) matrix. Where a_rows is given (a gathered A: rows of a shuffled batch
-//   read where its samples lie), A comes from it instead: A(i, p) = a_rows[i][a_offset + p] for
-//   a_cs == 1, a_rows[p][a_offset + i] for a_rs == 1, and b is packed. b is an NR-major packed
-//   panel (b_rs = NR), 64-byte aligned and zero-padded to NR, or NR whole columns of a
-//   row-major matrix read in place (b_rs its row length, never NR), any alignment; c_in (may
-//   be c_out) and c_out are full MR×NR tiles, any alignment. Kernels allocate nothing, start no
-//   threads and touch nothing else.
+//   transposed (a_rs = 1) matrix. b is an NR-major packed panel
+//   (b_rs = NR), 64-byte aligned and zero-padded to NR, or NR whole columns of a row-major
+//   matrix read in place (b_rs its row length, never NR), any alignment; c_in (may be c_out) and c_out
+//   are full MR×NR tiles, any alignment. Kernels allocate nothing, start no threads and touch
+//   nothing else.
 // Contract of `column`: `gemm` for `tiles` full tiles down a column panel, tile t with A at
-//   a + t·a_step (a gathered A: a_rows + t·a_step for a_cs == 1, a_offset + t·a_step for
-//   a_rs == 1) and C's rows from t·MR on (c_in's and c_out's); before each tile but the first
+//   a + t·a_step and C's rows from t·MR on (c_in's and c_out's); before each tile but the first
 //   it has asked for the next tile's partial sums (c_in), as gemm_block does for a single tile.
 //   Returns max |c_out| over the tiles where `measure` (NaN or infinity for a sum that is not
 //   finite), otherwise 0. For a column panel that overhangs C's last column, cols < NR: c_in and
@@ -32,13 +29,12 @@ namespace deltaprop {
 template <typename T>
 struct KernelTable {
   typedef void (*Kernel)(int kc, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                         const T* const* a_rows, std::ptrdiff_t a_offset, const T* b,
-                         std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in, T* c_out,
-                         std::ptrdiff_t ldc_out);
+                         const T* b, std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in,
+                         T* c_out, std::ptrdiff_t ldc_out);
   typedef T (*Column)(int kc, int tiles, const T* a, std::ptrdiff_t a_rs, std::ptrdiff_t a_cs,
-                      const T* const* a_rows, std::ptrdiff_t a_offset, std::ptrdiff_t a_step,
-                      const T* b, std::ptrdiff_t b_rs, const T* c_in, std::ptrdiff_t ldc_in,
-                      T* c_out, std::ptrdiff_t ldc_out, bool measure, int cols);
+                      std::ptrdiff_t a_step, const T* b, std::ptrdiff_t b_rs, const T* c_in,
+                      std::ptrdiff_t ldc_in, T* c_out, std::ptrdiff_t ldc_out, bool measure,
+                      int cols);
   Kernel gemm;
   Column column;
   int mr, nr;      // register tile

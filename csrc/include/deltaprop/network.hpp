@@ -153,11 +153,10 @@ class Network {
   // Predictions and losses need no measure.
   void forward_pass(const T* x, std::size_t rows, bool measure, std::vector<Buffer<T>>& a);
   // Layer l's part of it, from `in` (A_{l-1}); returns a[l].
-  const T* forward_layer(std::size_t l, MatrixView<T> in, std::size_t rows, bool measure,
+  const T* forward_layer(std::size_t l, const T* in, std::size_t rows, bool measure,
                          std::vector<Buffer<T>>& a);
   // Its product for `rows` rows into `out`; returns max|A_l| where measure asks (hidden layers).
-  double forward_product(std::size_t l, MatrixView<T> in, std::size_t rows, bool measure,
-                         T* out);
+  double forward_product(std::size_t l, const T* in, std::size_t rows, bool measure, T* out);
   // Output activation, loss and (if with_delta) D_L for the rows in a_[L]; returns the loss sum.
   double output_pass(const T* t, std::size_t rows, bool with_delta);
   // The same for rows row0.. of a batch of `batch` rows (t: the batch's targets).
@@ -176,12 +175,11 @@ class Network {
   Epilogue<T> update_epilogue(std::size_t l, const OptimizerStep<T>& opt);
   void update_bias(std::size_t l, const OptimizerStep<T>& opt, const T* g, std::size_t j0,
                    std::size_t count);
-  void gradient_pass(MatrixView<T> x, std::size_t rows, const std::vector<T*>& dw,
+  void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt,
                      NextBatch<T>* next = nullptr);
   // train_step's batched step, product by product, each on the threads its size repays.
-  // x may be gathered (gemm.hpp) where x_largest >= 0: the guard then has no rows to scan.
-  double step_by_products(MatrixView<T> x, const T* t, std::size_t rows, OptimizerStep<T>& opt,
+  double step_by_products(const T* x, const T* t, std::size_t rows, OptimizerStep<T>& opt,
                           double x_largest, NextBatch<T>* next);
   // The same step of a network whose products are each too small to share threads, split
   // between two (split_step.cpp): each takes a share of the rows through forward, loss and
