@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -88,9 +89,15 @@ def _cpus() -> int:
 @pytest.mark.usefixtures("restore_threads")
 def test_two_threads_on_two_cpus_measure_their_round_trip() -> None:
     _native.set_num_threads(2)
-    # A host that stalls a vCPU mid-probe makes it give up; one of a few must get through.
-    trips = [_native.round_trip_ns() for _ in range(5)]
-    assert any(0 < trip < 1e6 for trip in trips), trips
+    # A host that stalls a vCPU mid-probe, or another process busy on one of the CPUs, makes it
+    # give up (five in a row did, beside a CI run); one of many, a few ms apart, must get through.
+    trips = []
+    for _ in range(200):
+        trips.append(_native.round_trip_ns())
+        if 0 < trips[-1] < 1e6:
+            break
+        time.sleep(0.005)
+    assert 0 < trips[-1] < 1e6, trips
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins a process to one CPU")
