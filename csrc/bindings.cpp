@@ -15,6 +15,7 @@
 #include <string>
 
 #include "arguments.hpp"
+#include "deltaprop/column_sums.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/network.hpp"
@@ -542,15 +543,17 @@ void bind_ops(py::module_& m) {
         const T* av = a_prev.data();
         py::gil_scoped_release release;
         Buffer<T> scratch(rows > gemm_kernel<T>().kc ? n_in * n_out : 0);
+        Buffer<T> g(bias ? n_out : 0);
+        const auto bias_columns = [&](std::ptrdiff_t j0, std::ptrdiff_t j1) {  // Σ_rows D, then b
+          const auto count = static_cast<std::size_t>(j1 - j0);
+          const auto ld = static_cast<std::size_t>(n_out);
+          column_sums(dv + j0, static_cast<std::size_t>(rows), count, ld, g.data() + j0);
+          apply_update(ep.step, bias + j0, g.data() + j0, static_cast<T*>(nullptr),
+                       static_cast<T*>(nullptr), count, false);
+        };
+        if (bias) with_columns_done(ep, bias_columns);
         gemm<T>(n_in, n_out, rows, transposed(av, n_in), row_major(dv, n_out),
                 scratch.empty() ? nullptr : scratch.data(), n_out, ep);
-        if (bias) {
-          Buffer<T> g(n_out, T(0));
-          for (py::ssize_t r = 0; r < rows; ++r)
-            for (py::ssize_t j = 0; j < n_out; ++j) g[j] += dv[r * n_out + j];
-          apply_update(ep.step, bias, g.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr),
-                       n_out, false);
-        }
       },
       py::arg("W").noconvert(), py::arg("b").noconvert(), py::arg("A_prev").noconvert(),
       py::arg("D").noconvert(), py::arg("lr"));

@@ -13,7 +13,6 @@
 #include <exception>
 #include <limits>
 
-#include "deltaprop/column_sums.hpp"
 #include "deltaprop/dispatch.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/magnitude.hpp"
@@ -90,15 +89,14 @@ void Network<T>::columns_share(int share, const T* x, std::size_t rows,
     const std::ptrdiff_t split = std::min(n_out, (panels + 1) / 2 * nr);
     const std::ptrdiff_t j0 = share == 0 ? 0 : split, j1 = share == 0 ? split : n_out;
     const T* a_prev = l == 1 ? x : a_[l - 1].data();
-    const T* d = d_[l].data();
+    Epilogue<T> ep = update_epilogue(l, opt);
+    const auto bias = [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
+      bias_columns(l, rows, &opt, bias_gradient, b0, b1);
+    };
+    if (bias_) with_columns_done(ep, bias);
     // grad_[l]: the partial sums of a batch deeper than kc (split_step sized it); else unused.
     gemm_columns<T>(n_in, n_out, static_cast<std::ptrdiff_t>(rows), transposed(a_prev, n_in),
-                    row_major(d, n_out), grad_[l].data(), n_out, update_epilogue(l, opt), j0, j1);
-    if (bias_ && j1 > j0) {
-      const auto count = static_cast<std::size_t>(j1 - j0);
-      column_sums(d + j0, rows, count, sizes_[l], bias_gradient);
-      update_bias(l, opt, bias_gradient, static_cast<std::size_t>(j0), count);
-    }
+                    row_major(d_[l].data(), n_out), grad_[l].data(), n_out, ep, j0, j1);
   }
 }
 
@@ -108,6 +106,9 @@ double Network<T>::split_step(const T* x, const T* t, std::size_t rows, Optimize
   const std::size_t layers = n_layers(), first = first_share_rows(rows);
   // Scratch that both threads' shares write, sized here, before the region.
   const std::size_t widest = *std::max_element(sizes_.begin() + 1, sizes_.end());
+  // A row of bias gradients a share, each sum at its column's place: the shares go through the
+  // layers without waiting for each other, so in a row of both a share's sums for one layer
+  // would overwrite those the other is still making for another (ThreadSanitizer saw it).
   T* bias_gradients = bias_ ? reserve(row_gradient_, 2 * widest) : nullptr;
   if (rows > static_cast<std::size_t>(gemm_kernel<T>().kc))
     for (std::size_t l = 1; l <= layers; ++l) reserve(grad_[l], sizes_[l - 1] * sizes_[l]);

@@ -413,6 +413,11 @@ double gemm_block(const KernelTable<T>& kt, const ElementLoops<T>& loops, std::p
   return largest;
 }
 
+template <typename T>
+void finish_columns(const Epilogue<T>& ep, std::ptrdiff_t j_begin, std::ptrdiff_t j_end) {
+  if (ep.columns_done && j_begin < j_end) ep.columns_done(ep.columns_context, j_begin, j_end);
+}
+
 // Whether threads should split C by column panels (each then packs all of A) rather than by row
 // panels (each then packs all of B). Prefer the split that copies less, as long as it gives every
 // thread at least four panels (shares within 25%); pack_cost_* weighs a transposing copy ~4× a
@@ -464,22 +469,26 @@ double gemm_packed(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixV
                                            double& largest) {
       for (std::ptrdiff_t chunk; (chunk = claims.next(me)) >= 0;) {
         const std::ptrdiff_t begin = n_panels * chunk / chunks, end = n_panels * (chunk + 1) / chunks;
-        largest = larger_magnitude(largest, gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr,
-                                                       std::min(n, end * kt.nr), a, b, c, ldc, ep,
-                                                       team));
+        const std::ptrdiff_t j_begin = begin * kt.nr, j_end = std::min(n, end * kt.nr);
+        largest = larger_magnitude(largest, gemm_block(kt, loops, m, n, k, 0, m, j_begin, j_end,
+                                                       a, b, c, ldc, ep, team));
+        finish_columns(ep, j_begin, j_end);
       }
     });
   }
   return largest_on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me, double& largest) {
     const std::ptrdiff_t panels = split_columns ? n_panels : m_panels;
     const std::ptrdiff_t begin = panels * me / team, end = panels * (me + 1) / team;
+    if (!split_columns && me == 0) finish_columns(ep, 0, n);
     if (begin >= end) return;
-    if (split_columns)
-      largest = gemm_block(kt, loops, m, n, k, 0, m, begin * kt.nr, std::min(n, end * kt.nr), a,
-                           b, c, ldc, ep, team);
-    else
+    if (split_columns) {
+      const std::ptrdiff_t j_begin = begin * kt.nr, j_end = std::min(n, end * kt.nr);
+      largest = gemm_block(kt, loops, m, n, k, 0, m, j_begin, j_end, a, b, c, ldc, ep, team);
+      finish_columns(ep, j_begin, j_end);
+    } else {
       largest = gemm_block(kt, loops, m, n, k, begin * kt.mr, std::min(m, end * kt.mr), 0, n, a,
                            b, c, ldc, ep, team);
+    }
   });
 }
 
@@ -497,16 +506,21 @@ bool runs_unpacked(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k) {
 template <typename T>
 double gemm(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, MatrixView<T> a,
             MatrixView<T> b, T* c, std::ptrdiff_t ldc, const Epilogue<T>& ep, double team_work) {
-  if (m <= 0 || n <= 0) return 0;
-  if (k <= 0) {  // an empty sum: the epilogue still runs on zeros
+  if (n <= 0) return 0;
+  if (m <= 0 || k <= 0) {  // an empty sum: the epilogue still runs on zeros
     Buffer<T> zeros(static_cast<std::size_t>(n), T(0));
     const ElementLoops<T> loops = element_loops<T>();
     double largest = 0;
     for (std::ptrdiff_t i = 0; i < m; ++i)
       largest = larger_magnitude(largest, loops.finish_tile(ep, n, i, 0, 1, n, zeros.data(), n, c, ldc));
+    finish_columns(ep, 0, n);
     return largest;
   }
-  if (runs_unpacked(m, n, k)) return gemm_unpacked(m, n, k, a, b, c, ldc, ep);
+  if (runs_unpacked(m, n, k)) {
+    const double largest = gemm_unpacked(m, n, k, a, b, c, ldc, ep);
+    finish_columns(ep, 0, n);
+    return largest;
+  }
   return gemm_packed(m, n, k, a, b, c, ldc, ep, team_work);
 }
 
@@ -519,8 +533,10 @@ double gemm_columns(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t k, Matrix
   if (j_begin >= j_end) return 0;
   // A team of two: where the other share's thread read the parameters this update rewrites
   // (param_read_across), they are asked for with the intent to write.
-  return gemm_block(gemm_kernel<T>(n), element_loops<T>(), m, n, k, 0, m, j_begin, j_end, a, b, c,
-                    ldc, ep, 2);
+  const double largest = gemm_block(gemm_kernel<T>(n), element_loops<T>(), m, n, k, 0, m, j_begin,
+                                    j_end, a, b, c, ldc, ep, 2);
+  finish_columns(ep, j_begin, j_end);
+  return largest;
 }
 
 template <typename T>

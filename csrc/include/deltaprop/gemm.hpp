@@ -54,7 +54,23 @@ struct Epilogue {
   // reads W's rows), so the other core may hold the lines the update rewrites (gemm.cpp).
   bool param_read_across = false;
   Measure measure = Measure::nothing;  // products and output: not the optimizer
+  // Work that belongs to C's columns but does not read C (a bias's update from B's column sums):
+  // called for every column once, in ranges j_begin..j_end, by the thread whose share holds
+  // them (thread 0, for all, where threads split C's rows), while other threads may still be
+  // computing theirs. It must not throw. with_columns_done sets it.
+  using ColumnsDone = void (*)(const void* context, std::ptrdiff_t j_begin, std::ptrdiff_t j_end);
+  ColumnsDone columns_done = nullptr;
+  const void* columns_context = nullptr;
 };
+
+// Has `epilogue` call work(j_begin, j_end) as its columns_done; `work` must outlive the product.
+template <typename T, typename Work>
+void with_columns_done(Epilogue<T>& epilogue, const Work& work) {
+  epilogue.columns_done = [](const void* context, std::ptrdiff_t j_begin, std::ptrdiff_t j_end) {
+    (*static_cast<const Work*>(context))(j_begin, j_end);
+  };
+  epilogue.columns_context = &work;
+}
 
 // C (row-major, leading dimension ldc) receives the product. With the optimizer epilogue and
 // keep_gradient false, C is scratch for partial sums, needed only when k exceeds the kernel's

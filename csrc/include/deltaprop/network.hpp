@@ -170,11 +170,12 @@ class Network {
   // D_{l-1} = (D_l W_lᵀ) ⊙ g'(A_{l-1}) for rows row0..; returns max|D_{l-1}| where measured.
   double delta_product(std::size_t l, std::size_t row0, std::size_t rows, bool measure,
                        double team_work);
-  // The gradient product's epilogue that applies `opt` to W_l; the update of b_l's `count`
-  // elements from j0 with their gradients g.
+  // The gradient product's epilogue that applies `opt` to W_l. ∂E/∂b_l = Σ_rows D_l for columns
+  // j_begin..j_end into the same elements of g, then, with `opt`, their update: the work that
+  // goes with those columns of the gradient product (Epilogue::columns_done).
   Epilogue<T> update_epilogue(std::size_t l, const OptimizerStep<T>& opt);
-  void update_bias(std::size_t l, const OptimizerStep<T>& opt, const T* g, std::size_t j0,
-                   std::size_t count);
+  void bias_columns(std::size_t l, std::size_t rows, const OptimizerStep<T>* opt, T* g,
+                    std::ptrdiff_t j_begin, std::ptrdiff_t j_end);
   void gradient_pass(const T* x, std::size_t rows, const std::vector<T*>& dw,
                      const std::vector<T*>& db, const OptimizerStep<T>* opt,
                      NextBatch<T>* next = nullptr);
