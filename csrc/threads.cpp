@@ -115,20 +115,21 @@ void JoinWatch::joined() const {
   if (wait > work && wait > 1'000'000) back_off(end);
 }
 
-ChunkClaims::ChunkClaims(std::ptrdiff_t chunks, int owners) : ranges_(std::max(owners, 1)) {
-  const auto n = static_cast<std::ptrdiff_t>(ranges_.size());
-  for (std::ptrdiff_t t = 0; t < n; ++t) {
-    ranges_[t].next.store(chunks * t / n, std::memory_order_relaxed);
-    ranges_[t].end = chunks * (t + 1) / n;
+ChunkClaims::ChunkClaims(std::ptrdiff_t chunks, int owners)
+    : more_(owners > owners_in_place ? new Range[static_cast<std::size_t>(owners)] : nullptr),
+      ranges_(more_ ? more_.get() : in_place_),
+      n_(std::max(owners, 1)) {
+  for (std::ptrdiff_t t = 0; t < n_; ++t) {
+    ranges_[t].next.store(chunks * t / n_, std::memory_order_relaxed);
+    ranges_[t].end = chunks * (t + 1) / n_;
   }
 }
 
 std::ptrdiff_t ChunkClaims::next(std::ptrdiff_t me) {
   // Every chunk below a range's end is handed out once, by its counter; a team smaller than
   // the owners asked for finishes the missing threads' ranges.
-  const auto n = static_cast<std::ptrdiff_t>(ranges_.size());
-  for (std::ptrdiff_t i = 0; i < n; ++i) {
-    Range& range = ranges_[(me + i) % n];
+  for (std::ptrdiff_t i = 0; i < n_; ++i) {
+    Range& range = ranges_[(me + i) % n_];
     if (range.next.load(std::memory_order_relaxed) >= range.end) continue;
     const std::ptrdiff_t chunk = range.next.fetch_add(1, std::memory_order_relaxed);
     if (chunk < range.end) return chunk;

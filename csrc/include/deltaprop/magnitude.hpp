@@ -8,12 +8,12 @@
 // compare-and-branch per element does not at all.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "deltaprop/threads.hpp"
 
@@ -74,7 +74,8 @@ inline double max_abs_inline(const T* p, std::size_t n) {
 inline double larger_magnitude(double a, double b) { return std::isnan(b) || b > a ? b : a; }
 
 // body(team, me, largest) for each thread of on_threads, each raising its own `largest` (a
-// magnitude); returns the largest of them.
+// magnitude); returns the largest of them. Each thread's joins the others' once, at its end:
+// the largest of a set, in any order (NaN above everything), in no array allocated a region.
 template <typename Body>
 double largest_on_threads(int threads, const Body& body) {
   if (threads == 1) {
@@ -82,11 +83,16 @@ double largest_on_threads(int threads, const Body& body) {
     body(std::ptrdiff_t(1), std::ptrdiff_t(0), largest);
     return largest;
   }
-  std::vector<double> shares(threads, 0.0);
-  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) { body(team, me, shares[me]); });
-  double largest = 0;
-  for (double share : shares) largest = larger_magnitude(largest, share);
-  return largest;
+  std::atomic<double> largest{0};
+  on_threads(threads, [&](std::ptrdiff_t team, std::ptrdiff_t me) {
+    double own = 0;
+    body(team, me, own);
+    double seen = largest.load(std::memory_order_relaxed);
+    while (larger_magnitude(seen, own) != seen && !std::isnan(seen) &&
+           !largest.compare_exchange_weak(seen, own, std::memory_order_relaxed)) {
+    }
+  });
+  return largest.load(std::memory_order_relaxed);
 }
 
 // The same, with an AVX2 copy picked when the module loads, and split over threads for large

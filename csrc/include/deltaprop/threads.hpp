@@ -7,7 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -63,7 +63,13 @@ class ChunkClaims {
     std::atomic<std::ptrdiff_t> next{0};
     std::ptrdiff_t end = 0;
   };
-  std::vector<Range> ranges_;
+  // Teams up to this size claim from ranges on the stack: a product's claims are made for every
+  // shared GEMM, and the epoch loop allocates nothing a step.
+  static constexpr int owners_in_place = 16;
+  Range in_place_[owners_in_place];
+  std::unique_ptr<Range[]> more_;
+  Range* ranges_;
+  std::ptrdiff_t n_;
 };
 
 // body(team, me) for each thread me of a team: in a parallel region watched for stalls, or
