@@ -74,8 +74,9 @@ inline double max_abs_inline(const T* p, std::size_t n) {
 inline double larger_magnitude(double a, double b) { return std::isnan(b) || b > a ? b : a; }
 
 // body(team, me, largest) for each thread of on_threads, each raising its own `largest` (a
-// magnitude); returns the largest of them. Each thread's joins the others' once, at its end:
-// the largest of a set, in any order (NaN above everything), in no array allocated a region.
+// magnitude); returns the largest of them. Each thread folds its own into one atomic at its end:
+// the largest of a set is the same in any order (NaN above everything), and no array is
+// allocated for a region.
 template <typename Body>
 double largest_on_threads(int threads, const Body& body) {
   if (threads == 1) {
