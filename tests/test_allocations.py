@@ -10,6 +10,7 @@ chunk claims on the heap.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -45,8 +46,8 @@ print(made[0], made[1], made[2], made[3])
 
 @pytest.fixture(scope="module")
 def malloc_counter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the counter replaces glibc's malloc: Linux only")
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("the counter passes calls on to glibc's own malloc")
     if os.environ.get("LD_PRELOAD"):
         # A sanitizer run (.ci/sanitize) preloads its own malloc, which would come first.
         pytest.skip("malloc is already replaced by a preloaded library")
