@@ -21,13 +21,13 @@ import pytest
 HERE = Path(__file__).parent
 
 CHILD = r"""
-import ctypes, sys
+import ast, ctypes, sys
 import numpy as np
 import deltaprop as dp
 
 counter = ctypes.CDLL(sys.argv[1])
 counter.allocations.restype = ctypes.c_long
-sizes, batch, threads, optimizer = eval(sys.argv[2])
+sizes, batch, threads, optimizer = ast.literal_eval(sys.argv[2])
 dp.set_num_threads(threads)
 rng = np.random.default_rng(0)
 X = rng.standard_normal((300 * batch, sizes[0])).astype(np.float32)
