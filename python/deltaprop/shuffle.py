@@ -3,7 +3,7 @@
 Sample ``i`` of epoch ``e`` gets the key ``splitmix64(splitmix64(splitmix64(seed) ^ e) + i·φ)``
 (φ = 0x9E3779B97F4A7C15) and the epoch visits samples in increasing key order, ties by index.
 A counter-based hash instead of a sequential generator lets NumPy compute it vectorised here
-and C++ compute it in the native epoch loop (``csrc/network.cpp``) with identical results.
+and C++ compute it in the native epoch loop (``csrc/epoch_order.cpp``) with identical results.
 """
 
 from __future__ import annotations

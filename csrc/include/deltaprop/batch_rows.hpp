@@ -1,5 +1,5 @@
 // Gathering a shuffled batch: its rows copied from random places of X and T into contiguous
-// buffers, A_0 of the step (fit_epoch, network.cpp).
+// buffers, A_0 of the step (fit_epoch, epoch.cpp).
 #pragma once
 
 #include <algorithm>

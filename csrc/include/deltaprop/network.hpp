@@ -12,6 +12,7 @@
 #include "deltaprop/activation.hpp"
 #include "deltaprop/batch_rows.hpp"
 #include "deltaprop/buffer.hpp"
+#include "deltaprop/epoch_order.hpp"
 #include "deltaprop/faster_of_two.hpp"
 #include "deltaprop/gemm.hpp"
 #include "deltaprop/loss.hpp"
@@ -23,27 +24,6 @@ namespace deltaprop {
 // between its first two threads' cores takes longer than `ns` (150 unless set; 0: whenever two
 // threads gather, infinity: never). Returns the bound it replaces. For tests and benchmarks.
 double set_stream_beyond_round_trip_ns(double ns);
-
-// The order in which epoch `epoch` visits n samples; identical to deltaprop.shuffle.epoch_order.
-// Kept from epoch to epoch with its sorting scratch: fresh pages every epoch cost as much as the
-// sort itself (page faults, 4% of a 2-3-1 online epoch).
-class EpochOrder {
- public:
-  void compute(std::size_t n, std::uint64_t seed, std::uint64_t epoch);
-  // Whether `order` is that of compute(n, seed, epoch).
-  bool holds(std::size_t n, std::uint64_t seed, std::uint64_t epoch) const {
-    return valid_ && order.size() == n && seed_ == seed && epoch_ == epoch;
-  }
-  std::vector<std::int64_t> order;
-
- private:
-  template <typename Count>
-  void sort_keys(std::size_t n, std::uint64_t stream, std::vector<Count>& starts);
-  bool valid_ = false;
-  std::uint64_t seed_ = 0, epoch_ = 0;
-  std::vector<std::uint32_t> starts32_;
-  std::vector<std::uint64_t> starts64_;
-};
 
 template <typename T>
 class Network {
@@ -215,7 +195,7 @@ class Network {
   bool gradients_are_safe(const std::vector<const T*>& dw, const std::vector<const T*>& db,
                           const OptimizerStep<T>& opt);
   // Whether a step with gradients at most g, before weight decay, keeps everything finite
-  // (network.cpp).
+  // (divergence_guard.cpp).
   bool step_is_safe(const OptimizerStep<T>& opt, double g);
   // An upper bound on every first moment's magnitude: exact where check_moments measures them,
   // then carried by each unguarded step (first_moments_after_, from step_is_safe).
@@ -253,7 +233,7 @@ class Network {
   bool guard_from_magnitudes(const double* largest, std::size_t rows, const OptimizerStep<T>& opt);
   // After the update: an unguarded step carries the bounds on the first moments and the weights
   // (step_is_safe); a careful one is checked, and undone if it left anything not finite
-  // (network.cpp).
+  // (divergence_guard.cpp).
   bool guard_after_update(bool careful) {
     if (careful) return check_careful_update();
     first_moments_ = first_moments_after_;
