@@ -133,7 +133,7 @@ inline T exp_within_range(T x, T y) {
     return x < C::min_arg ? S(0) : x > C::max_arg ? above : y;
   } else {
     const T limit = x > C::max_arg ? above : S(0);
-    return (x < C::min_arg) | (x > C::max_arg) ? limit : y;
+    return ((x < C::min_arg) | (x > C::max_arg)) ? limit : y;
   }
 }
 
