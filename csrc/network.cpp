@@ -265,7 +265,6 @@ void Network<T>::gradient_pass(const T* x, std::size_t rows, const std::vector<T
   }
 }
 
-
 template <typename T>
 double Network<T>::gradients(const T* x, const T* t, std::size_t rows, const std::vector<T*>& dw,
                              const std::vector<T*>& db) {
@@ -335,7 +334,6 @@ double Network<T>::step_by_products(const T* x, const T* t, std::size_t rows,
   gradient_pass(x, rows, {}, {}, &opt, next);
   return guard_after_update(careful) ? loss : std::numeric_limits<double>::quiet_NaN();
 }
-
 
 // Every member defined here and in the header; the other files instantiate their own.
 template class Network<float>;
