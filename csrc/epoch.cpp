@@ -105,7 +105,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     tiny_store();
     return result;
   }
-  // A batch this small is asked for (into L1) the step before its own: see prefetch_up_to_bytes.
+  // A batch this small is asked for the step before its own: see prefetch_up_to_bytes.
   const auto asked_a_step_ahead = [&](std::size_t count) {
     return count * (n_in + n_out) * sizeof(T) <= prefetch_up_to_bytes;
   };
@@ -117,9 +117,19 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       const std::size_t ahead = rows == 1 ? online_prefetch_ahead : 1;
       const std::size_t next = start + ahead * batch_size;
       const std::size_t count = next < n ? std::min(batch_size, n - next) : 0;
+      // An online sample into L1: read eight short steps on, it is still there (into L2,
+      // 64-128-64-10 online ran 2-3% slower). A batch into L2: asked for into L1 a whole step
+      // ahead, a digits-shaped batch still took as long to gather as from memory (1.7-2 µs of
+      // a ~29 µs step at 2 threads); into L2, the fit ran 3% faster at 1 thread and 4% at 2
+      // (paired in one process, 8 and 10 rounds, Zen 4 EPYC).
       if (asked_a_step_ahead(count)) {
-        prefetch_rows(x, n_in, order.data() + next, count);
-        prefetch_rows(t, n_out, order.data() + next, count);
+        if (rows == 1) {
+          prefetch_rows<PrefetchTo::l1>(x, n_in, order.data() + next, count);
+          prefetch_rows<PrefetchTo::l1>(t, n_out, order.data() + next, count);
+        } else {
+          prefetch_rows<PrefetchTo::l2>(x, n_in, order.data() + next, count);
+          prefetch_rows<PrefetchTo::l2>(t, n_out, order.data() + next, count);
+        }
       }
     }
     if (shuffle && rows == 1) {  // one row is contiguous where it lies
@@ -132,19 +142,19 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       constexpr double multiply_adds_per_element = 40;
       const std::size_t left = rows - copied_ahead;
       const double work = double(left) * double(n_in + n_out) * multiply_adds_per_element;
-      // A batch small enough to be asked for a whole step ahead is in L1 already, and is not
-      // streamed past it.
-      const bool in_l1 = asked_a_step_ahead(rows);
+      // A batch small enough to be asked for a whole step ahead is in the caches already, and
+      // is not streamed past them.
+      const bool in_cache = asked_a_step_ahead(rows);
       const BatchRows<T> batch{x, t, n_in, n_out, order.data() + start, rows,
                                batch_x[current].data(), batch_t[current].data(),
-                               stream_batches_ && !in_l1};
-      const bool probe = !in_l1 && index % round_trip_every == 0;
+                               stream_batches_ && !in_cache};
+      const bool probe = !in_cache && index % round_trip_every == 0;
       alignas(64) std::atomic<std::int64_t> ball{0};
       double round_trip = 0;  // stays 0 where the gather runs on one thread
       on_threads(threads_for(work), [&](std::ptrdiff_t team, std::ptrdiff_t me) {
         if (probe) time_round_trip(ball, team, me, round_trip);
         batch.copy(copied_ahead + left * me / team, copied_ahead + left * (me + 1) / team,
-                   in_l1 ? 0 : 2);
+                   in_cache ? 0 : 2);
       });
       // (NaN, threads that did not meet in time as they share a CPU, never streams.)
       if (probe) stream_batches_ = round_trip > stream_beyond_ns.load();
@@ -152,7 +162,7 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       bt = batch_t[current].data();
     }
     // The next batch's rows, copied during this step where a thread is idle (not those asked
-    // for a step ahead: their gather is a copy from L1). MNIST-shaped, 2 threads: ~40% of the
+    // for a step ahead: their gather is a copy from L2). MNIST-shaped, 2 threads: ~40% of the
     // rows, copied during the 10-wide layer's phases; the gather 31-32 → 20 µs, the step
     // 659-661 → 651 µs (each one-thread phase ~0.5 µs longer for its region).
     const std::size_t next_start = start + batch_size;
