@@ -34,7 +34,7 @@ inline void prefetch_line(const void* p) {
 }
 
 // Prefetch rows[0..count) of the row-major array at base (row_length elements a row).
-template <PrefetchTo to = PrefetchTo::l1, typename T>
+template <PrefetchTo to, typename T>
 inline void prefetch_rows(const T* base, std::size_t row_length, const std::int64_t* rows,
                           std::size_t count) {
   constexpr std::uintptr_t line = 64;
