@@ -16,14 +16,14 @@ constexpr std::size_t online_prefetch_ahead = 8;
 // L1's few miss buffers, so more rows' misses are in flight (the batch gather, batch_rows.hpp).
 enum class PrefetchTo { l1 = 3, l2 = 2 };
 
-// Ask for the cache line at p. On x86 as an instruction the compiler must keep: a loop whose body
-// is only __builtin_prefetch has no side effect to GCC, which may assume it ends
-// (-ffinite-loops, on from -O2 in C++) and delete it. GCC 12 at -O3 deleted prefetch_rows' loop
-// in the batch gather (BatchRows::copy): the module held no PREFETCHT1 at all, and the gather
-// waited out each row's misses in turn.
+// Ask for the cache line at p. Where the CPU has SSE's prefetches (every x86-64), as an instruction
+// the compiler must keep: a loop whose body is only __builtin_prefetch has no side effect to GCC,
+// which may assume it ends (-ffinite-loops, on from -O2 in C++) and delete it. GCC 12 at -O3
+// deleted prefetch_rows' loop in the batch gather (BatchRows::copy): the module held no PREFETCHT1
+// at all, and the gather waited out each row's misses in turn.
 template <PrefetchTo to>
 inline void prefetch_line(const void* p) {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__SSE__)
   if constexpr (to == PrefetchTo::l1)
     asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
   else
