@@ -40,15 +40,17 @@ inline void zip_vectors(const T* x, const T* w, T* y, std::size_t n, const F& f)
 // ISA (the GEMM's epilogues; asking at run time, each of their copies compiled every width,
 // and gemm.cpp took 3× as long to build), otherwise the width of the ISA in use. Vectors wider
 // than the registers are no remedy for the baseline ISA: GCC split their compares and selects
-// into lanes.
+// into lanes, so its width is SSE2's and NEON's 16 bytes.
 template <std::size_t vector_bytes = 0, typename T, typename F>
 inline void zip_row(const T* x, const T* w, T* y, std::size_t n, const F& f) {
   if constexpr (vector_bytes != 0)
     zip_vectors<vector_bytes>(x, w, y, n, f);
   else if (current_isa() == Isa::avx512)
     zip_vectors<64>(x, w, y, n, f);
-  else
+  else if (current_isa() == Isa::avx2)
     zip_vectors<32>(x, w, y, n, f);
+  else
+    zip_vectors<16>(x, w, y, n, f);
 }
 
 // x > 0 ? yes : no, lane by lane, for a T or a GCC vector of T.
