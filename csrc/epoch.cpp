@@ -53,16 +53,6 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
       epoch_order_.compute(n, seed, epoch);
   }
   const std::vector<std::int64_t>& order = epoch_order_.order;
-  // A shuffled batch is gathered into contiguous rows (A_0 of the step); an unshuffled one is
-  // used where it lies. Steps alternate between two buffers: while one step reads a batch from
-  // one, a thread its one-thread phases leave idle copies rows of the next into the other.
-  Buffer<T> batch_x[2], batch_t[2];
-  if (shuffle)
-    for (int i = 0; i < 2; ++i) {
-      reserve(batch_x[i], std::min(batch_size, n) * n_in);
-      reserve(batch_t[i], std::min(batch_size, n) * n_out);
-    }
-  int current = 0;
   std::size_t copied_ahead = 0;  // rows of this step's batch that the step before copied
   // Read the clock about every 2^20 multiply-adds (tens of microseconds), not every step: an
   // online step of a tiny network is shorter than the clock read itself.
@@ -105,6 +95,18 @@ typename Network<T>::EpochResult Network<T>::fit_epoch(
     tiny_store();
     return result;
   }
+  // A shuffled batch is gathered into contiguous rows (A_0 of the step); an unshuffled one is
+  // used where it lies. Steps alternate between two buffers: while one step reads a batch from
+  // one, a thread its one-thread phases leave idle copies rows of the next into the other. They
+  // are the epoch's own (four allocations an epoch): kept in the network, a full-batch fit's
+  // would hold two copies of X after it.
+  Buffer<T> batch_x[2], batch_t[2];
+  if (shuffle)
+    for (int i = 0; i < 2; ++i) {
+      reserve(batch_x[i], std::min(batch_size, n) * n_in);
+      reserve(batch_t[i], std::min(batch_size, n) * n_out);
+    }
+  int current = 0;
   // A batch this small is asked for the step before its own: see prefetch_up_to_bytes.
   const auto asked_a_step_ahead = [&](std::size_t count) {
     return count * (n_in + n_out) * sizeof(T) <= prefetch_up_to_bytes;
