@@ -144,9 +144,9 @@ bool reads_a_in_place(MatrixView<T> a, std::ptrdiff_t block_columns) {
 // optimizer, transposes) into a function built for that target, and the dispatcher picks the
 // copy that matches the kernel. Each copy's vectors are its target's registers: the baseline
 // copy's were once 32 bytes, which SSE2 holds in two registers, and GCC then compared and
-// selected lane by lane (336 of the 377 compares of the float epilogue scalar, its sums staged
-// through the stack): on DELTAPROP_ISA=generic a digits-shaped fit trained 11% faster with them
-// 16 bytes wide (1 thread, paired in one process, median of 10 rounds).
+// selected lane by lane (336 of the float epilogue's 377 compares scalar) and kept the unpacked
+// path's sums on the stack: on DELTAPROP_ISA=generic a digits-shaped fit trained 11% faster with
+// them 16 bytes wide (1 thread, paired in one process, median of 10 rounds).
 template <typename T>
 struct ElementLoops {
   double (*finish_tile)(const Epilogue<T>&, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t,
