@@ -2,10 +2,10 @@
 // `flatten` inlines the whole function, and with it every loop, into a wrapper compiled for that
 // target, without a wide-ISA copy of any shared inline function that the linker could hand to
 // baseline code. Used by the online steps (online.cpp, online_tiny.cpp), the output pass
-// (output.cpp), the column sums and the magnitude scan; the GEMM's element loops (gemm.cpp) have
-// their own table of copies. Not target_clones: its resolver runs while the module is being
-// relocated, and in the ThreadSanitizer build (clang 14, .ci/races) it handed the AVX-512 copy to
-// an AMD EPYC without AVX-512 (SIGILL); it also ignored DELTAPROP_ISA.
+// (output.cpp), the column sums and the magnitude scan; the GEMM's element loops
+// (gemm/element_loops.hpp) have their own table of copies. Not target_clones: its resolver runs
+// while the module is being relocated, and in the ThreadSanitizer build (clang 14, .ci/races) it
+// handed the AVX-512 copy to an AMD EPYC without AVX-512 (SIGILL); it also ignored DELTAPROP_ISA.
 #pragma once
 
 #include <type_traits>
