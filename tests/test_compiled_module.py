@@ -39,16 +39,22 @@ def listing() -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-def instructions_of(listing: str, name: str) -> list[str]:
-    """The instructions of the function whose demangled signature starts with ``name``."""
-    functions: dict[str, list[str]] = defaultdict(list)
+@pytest.fixture(scope="module")
+def functions(listing) -> dict[str, list[str]]:
+    """Each function's instructions, by its demangled signature."""
+    bodies: dict[str, list[str]] = defaultdict(list)
     current = None
     for line in listing.splitlines():
         header = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
         if header:
             current = header.group(1)
         elif current is not None and "\t" in line:
-            functions[current].append(line.split("\t", 1)[1].strip())
+            bodies[current].append(line.split("\t", 1)[1].strip())
+    return bodies
+
+
+def instructions_of(functions: dict[str, list[str]], name: str) -> list[str]:
+    """The instructions of the function named ``name`` (its cold part left out)."""
     found = [body for signature, body in functions.items()
              if re.search(r"\b" + re.escape(name) + r"\(", signature) and "[clone" not in signature]
     if not found:
@@ -62,8 +68,8 @@ def test_the_gather_asks_for_its_rows_into_l2(listing):
 
 
 @pytest.mark.parametrize("dtype, suffix", [("float", "s"), ("double", "d")])
-def test_the_baseline_epilogue_compares_whole_vectors(listing, dtype, suffix):
-    code = instructions_of(listing, f"finish_tile_generic<{dtype}>")
+def test_the_baseline_epilogue_compares_whole_vectors(functions, dtype, suffix):
+    code = instructions_of(functions, f"finish_tile_generic<{dtype}>")
     # CMPPS/CMPPD (and their predicate forms: cmpltps, cmpnleps, ...) against CMPSS/CMPSD.
     packed = sum(bool(re.match(rf"cmp\w*p{suffix}\b", op)) for op in code)
     scalar = sum(bool(re.match(rf"cmp\w*s{suffix}\b", op)) for op in code)
